@@ -1,0 +1,1 @@
+"""Logging helpers, including handlers that ship records to Logstash."""
