@@ -1,0 +1,1 @@
+"""How a task that runs past its timeout is interrupted."""
