@@ -65,7 +65,17 @@ def queue_options(function: typing.Callable[..., typing.Any]) -> typing.Callable
     return function
 
 
-@click.group()
+class ReportingGroup(click.Group):
+    """Turns sergeant's own errors (a bad config, a node that is down) into a one-line message and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> typing.Any:
+        try:
+            return super().invoke(ctx)
+        except SergeantError as error:
+            raise click.ClickException(f'{type(error).__name__}: {error}') from error
+
+
+@click.group(cls=ReportingGroup)
 def main() -> None:
     """sergeant: a fast, reliable task queue."""
 
@@ -94,8 +104,11 @@ def status(worker_module: str | None, worker_class: str | None, connector_json: 
     connector = target.broker.connector
     nodes = getattr(connector, 'nodes', None)
     if nodes is None:
-        for name, lengths in connector.node_lengths(target.queue):
-            table.add_row(name, *(str(value) for value in lengths))
+        try:
+            for name, lengths in connector.node_lengths(target.queue):
+                table.add_row(name, *(str(value) for value in lengths))
+        except SergeantError as error:
+            table.add_row(connector.node_names[0], f'[red]down: {error}', '', '', '')
     else:
         for index, node in enumerate(nodes):
             try:

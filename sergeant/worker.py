@@ -403,6 +403,10 @@ class Worker:
         """Run until max_tasks_per_run tasks are done, stop()/respawn() is called or SIGTERM arrives."""
         if self.executor is None:
             self.init_worker()
+        self.stop_requested = False
+        self.end_reason = None
+        self.counters = dict.fromkeys(self.counters, 0)
+        self.work_seconds = 0.0
         summary: dict[str, typing.Any] = {
             'start_time': time.time(),
             'end_time': None,

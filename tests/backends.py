@@ -48,3 +48,6 @@ LAYOUTS = [
     pytest.param('mongo-single', id='mongo-single', marks=pytest.mark.mongo),
     pytest.param('mongo-multi', id='mongo-multi', marks=pytest.mark.mongo),
 ]
+
+WORKER_LAYOUTS = [layout for layout in LAYOUTS if not layout.values[0].endswith('-multi')]
+"""Worker behaviour is the same code over every connector: one node of each backend is enough."""
