@@ -59,10 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         worker.init_worker()
     except Exception as error:
         traceback.print_exc()
-        write_summary(arguments.summary_fd, {
-            'start_time': started, 'end_time': time.time(), 'initialize_exception': error,
-            'executor_exception': None, 'finalize_exception': None, 'respawn': False, 'stop': False, 'executor': {},
-        })
+        write_summary(
+            arguments.summary_fd,
+            {
+                'start_time': started,
+                'end_time': time.time(),
+                'initialize_exception': error,
+                'executor_exception': None,
+                'finalize_exception': None,
+                'respawn': False,
+                'stop': False,
+                'executor': {},
+            },
+        )
         return EXIT_START_FAILED
     summary = worker.work_loop()
     write_summary(arguments.summary_fd, summary)

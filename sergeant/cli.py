@@ -24,8 +24,9 @@ class QueueTarget(typing.NamedTuple):
     queue: str
 
 
-def _target(worker_module: str | None, worker_class: str | None, connector_json: str | None,
-            queue: str | None) -> QueueTarget:
+def _target(
+    worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None
+) -> QueueTarget:
     """The queue to act on: a worker's own config, or a connector given as JSON plus a queue name."""
     if worker_module and worker_class:
         import os
@@ -47,7 +48,9 @@ def _target(worker_module: str | None, worker_class: str | None, connector_json:
         connector_config = config.Connector(**given)
         encoder_config = config.Encoder()
     else:
-        raise click.UsageError('name the queue with --worker-module and --worker-class, or with --connector and --queue')
+        raise click.UsageError(
+            'name the queue with --worker-module and --worker-class, or with --connector and --queue'
+        )
     if not queue:
         raise click.UsageError('--queue is required with --connector')
     encoder = Encoder(encoder_config.serializer, encoder_config.compressor)
@@ -55,12 +58,14 @@ def _target(worker_module: str | None, worker_class: str | None, connector_json:
 
 
 def queue_options(function: typing.Callable[..., typing.Any]) -> typing.Callable[..., typing.Any]:
-    for option in reversed((
-        click.option('--worker-module', help='module of the worker whose config names the broker and queue'),
-        click.option('--worker-class', help='the Worker subclass in that module'),
-        click.option('--connector', 'connector_json', help='connector as JSON: {"type": "redis", "params": {...}}'),
-        click.option('--queue', help='queue (task) name; defaults to the worker name'),
-    )):
+    for option in reversed(
+        (
+            click.option('--worker-module', help='module of the worker whose config names the broker and queue'),
+            click.option('--worker-class', help='the Worker subclass in that module'),
+            click.option('--connector', 'connector_json', help='connector as JSON: {"type": "redis", "params": {...}}'),
+            click.option('--queue', help='queue (task) name; defaults to the worker name'),
+        )
+    ):
         function = option(function)
     return function
 
@@ -85,8 +90,9 @@ def main() -> None:
 @click.option('--worker-class', required=True)
 @click.option('--concurrent-workers', type=click.IntRange(min=1), required=True)
 @click.option('--max-worker-memory-usage', type=click.IntRange(min=1), default=None, help='bytes of RSS per worker')
-def supervise(worker_module: str, worker_class: str, concurrent_workers: int,
-              max_worker_memory_usage: int | None) -> None:
+def supervise(
+    worker_module: str, worker_class: str, concurrent_workers: int, max_worker_memory_usage: int | None
+) -> None:
     """Run and supervise worker processes until SIGTERM."""
     from sergeant.supervisor import Supervisor
 
@@ -137,8 +143,9 @@ def dead() -> None:
 @dead.command('list')
 @queue_options
 @click.option('--limit', type=click.IntRange(min=1), default=20)
-def dead_list(worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None,
-              limit: int) -> None:
+def dead_list(
+    worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None, limit: int
+) -> None:
     target = _target(worker_module, worker_class, connector_json, queue)
     table = Table(title=f'dead letters of {target.queue}')
     for column in ('buried at', 'reason', 'task'):
@@ -158,8 +165,13 @@ def dead_list(worker_module: str | None, worker_class: str | None, connector_jso
 @dead.command('redrive')
 @queue_options
 @click.option('--limit', type=click.IntRange(min=1), default=None, help='how many (default: all)')
-def dead_redrive(worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None,
-                 limit: int | None) -> None:
+def dead_redrive(
+    worker_module: str | None,
+    worker_class: str | None,
+    connector_json: str | None,
+    queue: str | None,
+    limit: int | None,
+) -> None:
     """Push dead letters back to the queue."""
     target = _target(worker_module, worker_class, connector_json, queue)
     console.print(f're-drove {target.broker.redrive(target.queue, limit)} dead letter(s) to {target.queue}')
@@ -168,8 +180,9 @@ def dead_redrive(worker_module: str | None, worker_class: str | None, connector_
 @dead.command('purge')
 @queue_options
 @click.confirmation_option(prompt='Delete the dead letters of the queue for good?')
-def dead_purge(worker_module: str | None, worker_class: str | None, connector_json: str | None,
-               queue: str | None) -> None:
+def dead_purge(
+    worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None
+) -> None:
     target = _target(worker_module, worker_class, connector_json, queue)
     console.print(f'deleted {target.broker.connector.purge_dead(target.queue)} dead letter(s)')
 

@@ -34,15 +34,15 @@ class _Field(typing.NamedTuple):
 
 
 def _port(value: typing.Any) -> bool:
-    return 0 < value < 65536
+    return bool(0 < value < 65536)
 
 
 def _positive(value: typing.Any) -> bool:
-    return value > 0
+    return bool(value > 0)
 
 
 def _non_negative(value: typing.Any) -> bool:
-    return value >= 0
+    return bool(value >= 0)
 
 
 def _non_empty(value: typing.Any) -> bool:
@@ -108,7 +108,9 @@ def _check_fields(where: str, given: typing.Any, fields: dict[str, _Field]) -> d
     return checked
 
 
-def _check_nodes(connector_type: str, params: dict[str, typing.Any], node_fields: dict[str, _Field]) -> dict[str, typing.Any]:
+def _check_nodes(
+    connector_type: str, params: dict[str, typing.Any], node_fields: dict[str, _Field]
+) -> dict[str, typing.Any]:
     top_fields = {'nodes': _Field((list, tuple), True), **MULTI_NODE_FIELDS}
     checked = _check_fields(f'{connector_type} connector params', params, top_fields)
     if not checked['nodes']:
@@ -250,18 +252,34 @@ class WorkerConfig:
     """A task delivered this many times without being finished (its worker died each time) is buried."""
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.name, str) and bool(self.name), f'WorkerConfig.name must be a non-empty str, got {self.name!r}')
-        for name, minimum in (('max_tasks_per_run', 0), ('max_retries', 0), ('tasks_per_transaction', 1),
-                              ('number_of_threads', 1), ('max_deliveries', 1)):
+        _require(
+            isinstance(self.name, str) and bool(self.name),
+            f'WorkerConfig.name must be a non-empty str, got {self.name!r}',
+        )
+        for name, minimum in (
+            ('max_tasks_per_run', 0),
+            ('max_retries', 0),
+            ('tasks_per_transaction', 1),
+            ('number_of_threads', 1),
+            ('max_deliveries', 1),
+        ):
             _positive_int('WorkerConfig', name, getattr(self, name), minimum)
-        for name, kind in (('connector', Connector), ('encoder', Encoder), ('timeouts', Timeouts), ('logging', Logging)):
+        for name, kind in (
+            ('connector', Connector),
+            ('encoder', Encoder),
+            ('timeouts', Timeouts),
+            ('logging', Logging),
+        ):
             value = getattr(self, name)
             _require(isinstance(value, kind), f'WorkerConfig.{name} must be a {kind.__name__}, got {value!r}')
         _require(
             self.starvation is None or isinstance(self.starvation, Starvation),
             f'WorkerConfig.starvation must be a Starvation or None, got {self.starvation!r}',
         )
-        _require(self.delivery in DELIVERY_MODES, f'WorkerConfig.delivery must be one of {DELIVERY_MODES}, got {self.delivery!r}')
+        _require(
+            self.delivery in DELIVERY_MODES,
+            f'WorkerConfig.delivery must be one of {DELIVERY_MODES}, got {self.delivery!r}',
+        )
         _require(
             _is_number(self.lease_seconds) and self.lease_seconds > 0,
             f'WorkerConfig.lease_seconds must be a positive number, got {self.lease_seconds!r}',

@@ -48,7 +48,7 @@ class DemoWorker(Worker):
 
     def initialize(self) -> None:
         directory = os.environ[DEMO_DIRECTORY_VARIABLE]
-        self.handled_ids_file = open(os.path.join(directory, f'handled-{os.getpid()}.txt'), 'a')  # noqa: SIM115
+        self.handled_ids_file = open(os.path.join(directory, f'handled-{os.getpid()}.txt'), 'a')
 
     def work(self, task: Task) -> None:
         self.handled_ids_file.write(f'{task.kwargs["id"]}\n')
@@ -71,26 +71,45 @@ def run_demo(number_of_tasks: int = 20_000, number_of_workers: int = 2, console:
     os.environ[DEMO_DIRECTORY_VARIABLE] = directory
     producer = DemoWorker()
     producer.init_broker()
-    console.print(f'[bold]sergeant demo[/]: {number_of_tasks:,} tasks, {number_of_workers} worker processes, '
-                  f'embedded local broker at {directory}/broker.sqlite3')
+    console.print(
+        f'[bold]sergeant demo[/]: {number_of_tasks:,} tasks, {number_of_workers} worker processes, '
+        f'embedded local broker at {directory}/broker.sqlite3'
+    )
 
     pushed_started = time.perf_counter()
     for start in range(0, number_of_tasks, 1_000):
         producer.push_tasks([{'id': task_id} for task_id in range(start, min(start + 1_000, number_of_tasks))])
     push_seconds = time.perf_counter() - pushed_started
-    console.print(f'pushed {number_of_tasks:,} tasks in {push_seconds:.2f}s '
-                  f'({number_of_tasks / push_seconds:,.0f} tasks/s)')
+    console.print(
+        f'pushed {number_of_tasks:,} tasks in {push_seconds:.2f}s ({number_of_tasks / push_seconds:,.0f} tasks/s)'
+    )
 
     supervisor_log_path = os.path.join(directory, 'supervisor.log')
     with open(supervisor_log_path, 'w') as supervisor_log:
         supervisor = subprocess.Popen(
-            [sys.executable, '-m', 'sergeant.supervisor', '--worker-module', 'sergeant.demo',
-             '--worker-class', 'DemoWorker', '--concurrent-workers', str(number_of_workers)],
-            stdout=supervisor_log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            [
+                sys.executable,
+                '-m',
+                'sergeant.supervisor',
+                '--worker-module',
+                'sergeant.demo',
+                '--worker-class',
+                'DemoWorker',
+                '--concurrent-workers',
+                str(number_of_workers),
+            ],
+            stdout=supervisor_log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
         )
     started = time.perf_counter()
-    columns = (TextColumn('[bold blue]handling'), BarColumn(), MofNCompleteColumn(), TextColumn('{task.fields[rate]}'),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn('[bold blue]handling'),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn('{task.fields[rate]}'),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task('tasks', total=number_of_tasks, rate='')
@@ -118,7 +137,9 @@ def run_demo(number_of_tasks: int = 20_000, number_of_workers: int = 2, console:
     dead = producer.broker.lengths(QUEUE_NAME).dead
     with open(supervisor_log_path) as supervisor_log:
         spawned = sum('spawned worker' in line for line in supervisor_log)
-    console.print(f'worker processes started by the supervisor: {spawned} (each ends after 4,000 tasks and is replaced)')
+    console.print(
+        f'worker processes started by the supervisor: {spawned} (each ends after 4,000 tasks and is replaced)'
+    )
     console.print(
         f'[bold]summary[/]: tasks={number_of_tasks} handled={sum(handled.values())} seconds={seconds:.2f} '
         f'tasks/s={number_of_tasks / seconds:,.0f} lost={lost} duplicates={duplicates} dead={dead}'

@@ -79,7 +79,9 @@ class Supervisor:
         if max_worker_memory_usage is not None and (
             not isinstance(max_worker_memory_usage, int) or max_worker_memory_usage <= 0
         ):
-            raise ValueError(f'max_worker_memory_usage must be a positive number of bytes, got {max_worker_memory_usage!r}')
+            raise ValueError(
+                f'max_worker_memory_usage must be a positive number of bytes, got {max_worker_memory_usage!r}'
+            )
         self.worker_module_name = worker_module_name
         self.worker_class_name = worker_class_name
         self.concurrent_workers = concurrent_workers
@@ -94,9 +96,13 @@ class Supervisor:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, '-m', 'sergeant.child',
-            '--worker-module', self.worker_module_name,
-            '--worker-class', self.worker_class_name,
+            sys.executable,
+            '-m',
+            'sergeant.child',
+            '--worker-module',
+            self.worker_module_name,
+            '--worker-class',
+            self.worker_class_name,
         ]
 
     def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
@@ -128,8 +134,13 @@ class Supervisor:
             self.start_failures += 1
             backoff = min(START_BACKOFF_SECONDS * 2 ** (self.start_failures - 1), MAX_BACKOFF_SECONDS)
             self.next_start_at = time.monotonic() + backoff
-            self._record('worker_start_failed', worker, exit_code=exit_code, retry_in_seconds=backoff,
-                         reason=summary['initialize_exception'])
+            self._record(
+                'worker_start_failed',
+                worker,
+                exit_code=exit_code,
+                retry_in_seconds=backoff,
+                reason=summary['initialize_exception'],
+            )
             return
         self.start_failures = 0
         if summary.get('stop'):
@@ -148,8 +159,12 @@ class Supervisor:
         for worker in self.workers.values():
             rss = worker.rss()
             if rss > self.max_worker_memory_usage and not worker.killed_for_memory:
-                self.logger.warning('worker pid=%d uses %d bytes, over the limit of %d: killing it',
-                                    worker.pid, rss, self.max_worker_memory_usage)
+                self.logger.warning(
+                    'worker pid=%d uses %d bytes, over the limit of %d: killing it',
+                    worker.pid,
+                    rss,
+                    self.max_worker_memory_usage,
+                )
                 worker.killed_for_memory = True
                 worker.process.kill()
 
@@ -186,8 +201,13 @@ class Supervisor:
     def start(self) -> None:
         """Supervise until SIGTERM/SIGINT, or until every worker called stop()."""
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-        self.logger.info('supervisor pid=%d starting %d worker(s) of %s.%s', os.getpid(), self.concurrent_workers,
-                         self.worker_module_name, self.worker_class_name)
+        self.logger.info(
+            'supervisor pid=%d starting %d worker(s) of %s.%s',
+            os.getpid(),
+            self.concurrent_workers,
+            self.worker_module_name,
+            self.worker_class_name,
+        )
         try:
             while not self.stopping:
                 self.supervise_once()
@@ -217,13 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--worker-module', required=True, help='module that defines the worker class')
     parser.add_argument('--worker-class', required=True, help='the Worker subclass to run')
     parser.add_argument('--concurrent-workers', type=int, required=True, help='how many worker processes')
-    parser.add_argument('--max-worker-memory-usage', type=int, default=None,
-                        help='kill and replace a worker whose RSS exceeds this many bytes')
+    parser.add_argument(
+        '--max-worker-memory-usage',
+        type=int,
+        default=None,
+        help='kill and replace a worker whose RSS exceeds this many bytes',
+    )
     arguments = parser.parse_args(argv)
     sys.path.insert(0, os.getcwd())
     try:
-        supervisor = Supervisor(arguments.worker_module, arguments.worker_class, arguments.concurrent_workers,
-                                arguments.max_worker_memory_usage)
+        supervisor = Supervisor(
+            arguments.worker_module,
+            arguments.worker_class,
+            arguments.concurrent_workers,
+            arguments.max_worker_memory_usage,
+        )
     except ValueError as error:
         parser.error(str(error))
     supervisor.start()

@@ -68,7 +68,15 @@ class Executor(typing.Protocol):
 
 
 EVENT_COUNTERS: typing.Final = (
-    'success', 'failure', 'timeout', 'retry', 'max_retries', 'requeue', 'stop', 'respawn', 'starvation',
+    'success',
+    'failure',
+    'timeout',
+    'retry',
+    'max_retries',
+    'requeue',
+    'stop',
+    'respawn',
+    'starvation',
 )
 
 
@@ -237,8 +245,9 @@ class Worker:
         try:
             getattr(self, name)(*args)
         except WorkerInterrupt as interrupt:
-            self.logger.error('%s raised %s, which only work() and the failure handlers may raise', name,
-                              type(interrupt).__name__)
+            self.logger.error(
+                '%s raised %s, which only work() and the failure handlers may raise', name, type(interrupt).__name__
+            )
         except Exception:
             self.logger.exception('%s raised; the worker goes on', name)
 
@@ -247,16 +256,26 @@ class Worker:
         self._count(event.removeprefix('on_'))
         if getattr(self.config.logging.events, event):
             level = logging.INFO if event in ('on_success', 'on_retry', 'on_requeue', 'on_stop') else logging.ERROR
-            self.logger.log(level, '%s: kwargs=%.300r trace_id=%s run_count=%d', event, task.kwargs, task.trace_id,
-                            task.run_count, exc_info=args[0] if event == 'on_failure' else None)
+            self.logger.log(
+                level,
+                '%s: kwargs=%.300r trace_id=%s run_count=%d',
+                event,
+                task.kwargs,
+                task.trace_id,
+                task.run_count,
+                exc_info=args[0] if event == 'on_failure' else None,
+            )
         try:
             getattr(self, event)(task, *args)
         except WorkerInterrupt as interrupt:
             if may_interrupt:
                 self._interrupted(task, interrupt)
             else:
-                self.logger.error('%s raised %s, which only work(), on_failure and on_timeout may raise',
-                                  event, type(interrupt).__name__)
+                self.logger.error(
+                    '%s raised %s, which only work(), on_failure and on_timeout may raise',
+                    event,
+                    type(interrupt).__name__,
+                )
         except Exception:
             self.logger.exception('handler %s raised; the worker goes on', event)
 
@@ -325,9 +344,7 @@ class Worker:
         if self.lease_keeper is None:
             return [Fetched(task, None) for task in self.broker.pop_tasks(queue, count)]
         acks = self.lease_keeper.pending_acks()
-        leased = self.broker.lease_tasks(
-            queue, count, self.config.lease_seconds, self.config.max_deliveries, ack=acks
-        )
+        leased = self.broker.lease_tasks(queue, count, self.config.lease_seconds, self.config.max_deliveries, ack=acks)
         self.lease_keeper.acknowledged(acks)
         self.lease_keeper.hold(item.receipt for item in leased)
         return [Fetched(item.task, item.receipt) for item in leased]
@@ -470,7 +487,8 @@ class Worker:
     def _executor_summary(self) -> dict[str, typing.Any]:
         figures: dict[str, typing.Any] = dict(self.counters)
         figures['work_seconds'] = round(self.work_seconds, 6)
-        figures['average_task_seconds'] = round(self.work_seconds / self.counters['tasks'], 6) if self.counters[
-            'tasks'] else 0.0
+        figures['average_task_seconds'] = (
+            round(self.work_seconds / self.counters['tasks'], 6) if self.counters['tasks'] else 0.0
+        )
         figures['stuck_threads'] = getattr(self.executor, 'stuck_threads', 0)
         return figures

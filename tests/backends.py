@@ -15,8 +15,14 @@ import pytest
 
 from sergeant import config
 
-REDIS_PORTS = (int(os.environ.get('SERGEANT_TEST_REDIS_PORT_1', 6379)), int(os.environ.get('SERGEANT_TEST_REDIS_PORT_2', 6380)))
-MONGO_PORTS = (int(os.environ.get('SERGEANT_TEST_MONGO_PORT_1', 27017)), int(os.environ.get('SERGEANT_TEST_MONGO_PORT_2', 27018)))
+REDIS_PORTS = (
+    int(os.environ.get('SERGEANT_TEST_REDIS_PORT_1', 6379)),
+    int(os.environ.get('SERGEANT_TEST_REDIS_PORT_2', 6380)),
+)
+MONGO_PORTS = (
+    int(os.environ.get('SERGEANT_TEST_MONGO_PORT_1', 27017)),
+    int(os.environ.get('SERGEANT_TEST_MONGO_PORT_2', 27018)),
+)
 
 
 def redis_node(port: int) -> dict[str, typing.Any]:

@@ -49,8 +49,9 @@ def test_status_purge_and_dead_letters(tmp_path: pathlib.Path) -> None:
 
 
 def test_bad_connector_is_reported_with_the_field() -> None:
-    result = CliRunner().invoke(main, ['status', '--connector', '{"type": "redis", "params": {"nodes": []}}',
-                                       '--queue', 'q'])
+    result = CliRunner().invoke(
+        main, ['status', '--connector', '{"type": "redis", "params": {"nodes": []}}', '--queue', 'q']
+    )
     assert result.exit_code == 1
     assert 'ConfigError: redis connector params.nodes must list at least one node' in result.output
 
@@ -64,7 +65,10 @@ def test_status_needs_a_target() -> None:
 def test_demo_runs_end_to_end() -> None:
     finished = subprocess.run(
         [sys.executable, '-m', 'sergeant.cli', 'demo', '--tasks', '3000', '--workers', '2'],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=120,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     summary = [line for line in finished.stdout.splitlines() if 'summary' in line or 'lost=' in line]

@@ -21,8 +21,12 @@ def test_defaults_follow_the_documented_api() -> None:
     worker_config = config.WorkerConfig(name='queue')
     assert worker_config.connector == config.Connector('local', {})
     assert worker_config.connector.checked_params()['file_path'].endswith('sergeant.sqlite3')
-    assert (worker_config.max_tasks_per_run, worker_config.max_retries, worker_config.tasks_per_transaction,
-            worker_config.number_of_threads) == (0, 0, 1, 1)
+    assert (
+        worker_config.max_tasks_per_run,
+        worker_config.max_retries,
+        worker_config.tasks_per_transaction,
+        worker_config.number_of_threads,
+    ) == (0, 0, 1, 1)
     assert worker_config.encoder == config.Encoder(None, 'pickle')
     assert worker_config.timeouts == config.Timeouts(0.0, 10.0)
     assert worker_config.logging.level == logging.ERROR

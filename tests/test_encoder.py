@@ -13,11 +13,18 @@ from sergeant.objects import Task
 @pytest.mark.parametrize('compressor', [None, 'zlib', 'gzip', 'bzip2', 'lzma'])
 def test_round_trip(serializer: str, compressor: str | None) -> None:
     encoder = Encoder(serializer, compressor)
-    task = Task(kwargs={'url': 'https://example.com', 'n': 3, 'nested': {'a': [1, 2.5, None, True]}},
-                trace_id='trace-1', date=1700000000.25, run_count=2)
+    task = Task(
+        kwargs={'url': 'https://example.com', 'n': 3, 'nested': {'a': [1, 2.5, None, True]}},
+        trace_id='trace-1',
+        date=1700000000.25,
+        run_count=2,
+    )
     assert encoder.decode(encoder.encode(task)) == task
     payloads = encoder.encode_kwargs_list([{'a': 1}, {'b': 2}], None, 5.0)
-    assert [encoder.decode(payload) for payload in payloads] == [Task({'a': 1}, None, 5.0, 0), Task({'b': 2}, None, 5.0, 0)]
+    assert [encoder.decode(payload) for payload in payloads] == [
+        Task({'a': 1}, None, 5.0, 0),
+        Task({'b': 2}, None, 5.0, 0),
+    ]
 
 
 @pytest.mark.parametrize('serializer', ['pickle', 'msgpack', 'orjson'])

@@ -44,17 +44,34 @@ def push(connector: Connector, queue: str, kwargs_list: list[dict[str, typing.An
 def start_worker(environment: dict[str, str], worker_class: str = 'RecordingWorker') -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, '-m', 'sergeant.child', '--worker-module', 'tests.workers', '--worker-class', worker_class],
-        cwd=REPOSITORY, env=environment,
+        cwd=REPOSITORY,
+        env=environment,
     )
 
 
-def start_supervisor(environment: dict[str, str], workers: int, *extra: str,
-                     worker_class: str = 'RecordingWorker', log_path: pathlib.Path) -> subprocess.Popen[bytes]:
+def start_supervisor(
+    environment: dict[str, str],
+    workers: int,
+    *extra: str,
+    worker_class: str = 'RecordingWorker',
+    log_path: pathlib.Path,
+) -> subprocess.Popen[bytes]:
     with open(log_path, 'w') as log:
         return subprocess.Popen(
-            [sys.executable, '-m', 'sergeant.supervisor', '--worker-module', 'tests.workers',
-             f'--worker-class={worker_class}', f'--concurrent-workers={workers}', *extra],
-            cwd=REPOSITORY, env=environment, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                '-m',
+                'sergeant.supervisor',
+                '--worker-module',
+                'tests.workers',
+                f'--worker-class={worker_class}',
+                f'--concurrent-workers={workers}',
+                *extra,
+            ],
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -95,7 +112,10 @@ def test_sigkill_mid_batch_loses_no_task(
 
 @pytest.mark.parametrize('delivery', ['at_least_once', 'at_most_once'])
 def test_sigterm_finishes_the_current_task_and_gives_back_the_rest(
-    connector: Connector, connector_settings: config.Connector, queue_name: str, tmp_path: pathlib.Path,
+    connector: Connector,
+    connector_settings: config.Connector,
+    queue_name: str,
+    tmp_path: pathlib.Path,
     delivery: str,
 ) -> None:
     record = str(tmp_path / 'handled.txt')
@@ -137,10 +157,11 @@ def test_supervisor_replaces_workers_and_leaves_no_child_after_sigterm(
     finally:
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=30) == 0
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in children_seen)
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in children_seen
+    )
     log = log_path.read_text()
     assert log.count('spawned worker') >= 6 + 2, 'each worker ends after 5 tasks and is replaced'
     assert log.count('worker_finished') >= 6

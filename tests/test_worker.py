@@ -103,8 +103,15 @@ def test_work_loop_handles_each_task_once_and_stops_at_max(make_worker: typing.A
     assert len({value['n'] for value in successes(events)}) == 20
     assert worker.number_of_enqueued_tasks() == 5
     assert worker.broker.lengths(worker.config.name).leased == 0
-    for key in ('start_time', 'end_time', 'executor_exception', 'initialize_exception', 'finalize_exception',
-                'respawn', 'stop'):
+    for key in (
+        'start_time',
+        'end_time',
+        'executor_exception',
+        'initialize_exception',
+        'finalize_exception',
+        'respawn',
+        'stop',
+    ):
         assert key in summary
     assert summary['end_time'] >= summary['start_time']
     assert events.names()[:3] == ['pre_work', 'success', 'post_work']
@@ -122,7 +129,9 @@ def test_high_priority_and_delayed_tasks(make_worker: typing.Any) -> None:
 
 
 def test_task_fields_and_trace_id(make_worker: typing.Any) -> None:
-    worker, events = make_worker(max_tasks_per_run=1, work=lambda worker, task: (task.trace_id, task.run_count, task.date))
+    worker, events = make_worker(
+        max_tasks_per_run=1, work=lambda worker, task: (task.trace_id, task.run_count, task.date)
+    )
     before = time.time()
     worker.push_task({'a': 1}, trace_id='trace-7')
     worker.work_loop()
@@ -139,7 +148,11 @@ def test_failure_then_retry_until_max_retries_goes_to_dead_letters(make_worker: 
     worker.push_task({'retry_on_failure': True})
     summary = worker.work_loop()
     assert [event for event in events if event[0] in ('failure', 'retry', 'max_retries')] == [
-        ('failure', 'attempt 0'), ('retry', 1), ('failure', 'attempt 1'), ('retry', 2), ('failure', 'attempt 2'),
+        ('failure', 'attempt 0'),
+        ('retry', 1),
+        ('failure', 'attempt 1'),
+        ('retry', 2),
+        ('failure', 'attempt 2'),
         ('max_retries', 2),
     ]
     assert summary['executor']['failure'] == 3
@@ -182,8 +195,9 @@ def test_interrupts_are_not_swallowed_by_except_exception(make_worker: typing.An
     assert ('retry', 1) in events
 
 
-def test_handler_that_raises_is_logged_and_the_worker_goes_on(make_worker: typing.Any,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_handler_that_raises_is_logged_and_the_worker_goes_on(
+    make_worker: typing.Any, caplog: pytest.LogCaptureFixture
+) -> None:
     worker, _ = make_worker(max_tasks_per_run=3)
 
     def broken_handler(task: Task, returned_value: typing.Any) -> None:
@@ -286,7 +300,7 @@ def test_lease_is_renewed_while_a_long_task_runs(make_worker: typing.Any) -> Non
             time.sleep(0.4)
             seen_by_other.append(len(other.lease(worker.config.name, 1, 5.0)))
 
-    worker, events = make_worker(work=work, lease_seconds=0.9, max_tasks_per_run=1)
+    worker, _events = make_worker(work=work, lease_seconds=0.9, max_tasks_per_run=1)
     worker.push_task({})
     worker.work_loop()
     assert seen_by_other == [0, 0, 0, 0, 0], 'a live worker keeps its lease past lease_seconds'
@@ -330,8 +344,13 @@ def test_threaded_timeout_interrupts_the_stuck_thread(make_worker: typing.Any) -
             pass
         return 'done'
 
-    worker, events = make_worker(work=work, number_of_threads=2, tasks_per_transaction=2, max_tasks_per_run=2,
-                                 timeouts=config.Timeouts(timeout=0.3))
+    worker, events = make_worker(
+        work=work,
+        number_of_threads=2,
+        tasks_per_transaction=2,
+        max_tasks_per_run=2,
+        timeouts=config.Timeouts(timeout=0.3),
+    )
     worker.push_tasks([{'busy': 5}, {'busy': 0}])
     started = time.monotonic()
     worker.work_loop()

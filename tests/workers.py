@@ -18,15 +18,18 @@ from sergeant.objects import Task
 from sergeant.worker import Worker
 
 
-def environment_for(connector: config.Connector, queue: str, record_path: str,
-                    **settings: typing.Any) -> dict[str, str]:
+def environment_for(
+    connector: config.Connector, queue: str, record_path: str, **settings: typing.Any
+) -> dict[str, str]:
     environment = dict(os.environ)
-    environment.update({
-        'SERGEANT_TEST_CONNECTOR': json.dumps({'type': connector.type, 'params': connector.params}),
-        'SERGEANT_TEST_QUEUE': queue,
-        'SERGEANT_TEST_SETTINGS': json.dumps(settings),
-        'SERGEANT_TEST_RECORD': record_path,
-    })
+    environment.update(
+        {
+            'SERGEANT_TEST_CONNECTOR': json.dumps({'type': connector.type, 'params': connector.params}),
+            'SERGEANT_TEST_QUEUE': queue,
+            'SERGEANT_TEST_SETTINGS': json.dumps(settings),
+            'SERGEANT_TEST_RECORD': record_path,
+        }
+    )
     return environment
 
 
@@ -48,7 +51,7 @@ class RecordingWorker(Worker):
         return config.WorkerConfig(name=os.environ['SERGEANT_TEST_QUEUE'], connector=connector, **settings)
 
     def initialize(self) -> None:
-        self.record = open(os.environ['SERGEANT_TEST_RECORD'], 'a')  # noqa: SIM115
+        self.record = open(os.environ['SERGEANT_TEST_RECORD'], 'a')
 
     def work(self, task: Task) -> None:
         if task.kwargs.get('sleep'):

@@ -53,7 +53,7 @@ class QueueLengths(typing.NamedTuple):
     leased: int
     dead: int
 
-    def __add__(self, other: tuple[typing.Any, ...]) -> QueueLengths:  # type: ignore[override]
+    def __add__(self, other: tuple[typing.Any, ...]) -> QueueLengths:
         return QueueLengths(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
 
 

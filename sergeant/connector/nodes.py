@@ -18,6 +18,7 @@ Failure rules:
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -131,28 +132,38 @@ class MultiNodeConnector(Connector):
             grouped.setdefault(index, []).append(inner)
         return grouped
 
-    def _per_node_receipts(self, receipts: typing.Sequence[typing.Hashable], what: str,
-                           operation: typing.Callable[[Connector, list[typing.Hashable]], int]) -> int:
+    def _per_node_receipts(
+        self,
+        receipts: typing.Sequence[typing.Hashable],
+        what: str,
+        operation: typing.Callable[[Connector, list[typing.Hashable]], int],
+    ) -> int:
         done = 0
         for index, inner in self._by_node(receipts).items():
             try:
                 done += self._call(index, lambda connector, inner=inner: operation(connector, inner))  # type: ignore[misc]
             except ConnectorError as error:
-                logger.warning('%s of %d task(s) on node %s failed, their leases will expire and they will be '
-                               'delivered again: %s', what, len(inner), self.nodes[index].name, error)
+                logger.warning(
+                    '%s of %d task(s) on node %s failed, their leases will expire and they will be delivered again: %s',
+                    what,
+                    len(inner),
+                    self.nodes[index].name,
+                    error,
+                )
         return done
 
     def _every_node(self, operation: typing.Callable[[Connector], T]) -> list[T]:
         return [self._required(index, operation) for index in range(len(self.nodes))]
 
     # -- queues -------------------------------------------------------------------------
-    def push(self, queue: str, payloads: typing.Sequence[bytes], priority: str = 'NORMAL',
-             consumable_from: float = 0.0) -> int:
+    def push(
+        self, queue: str, payloads: typing.Sequence[bytes], priority: str = 'NORMAL', consumable_from: float = 0.0
+    ) -> int:
         if not payloads:
             return 0
         return self._to_any_node(lambda connector: connector.push(queue, payloads, priority, consumable_from))
 
-    def _fetch(self, count: int, fetch_one_node: typing.Callable[[int, Connector, int], list[T]]) -> list[T]:
+    def _fetch(self, count: int, fetch_one_node: typing.Callable[..., list[T]]) -> list[T]:
         fetched: list[T] = []
         rotation = self._rotation(self.fetch_cursor)
         self.fetch_cursor = (self.fetch_cursor + 1) % len(self.order)
@@ -160,8 +171,9 @@ class MultiNodeConnector(Connector):
         for index in rotation:
             if not self.nodes[index].is_available(now):
                 continue
+            wanted = count - len(fetched)
             try:
-                fetched.extend(self._call(index, lambda connector: fetch_one_node(index, connector, count - len(fetched))))
+                fetched.extend(self._call(index, functools.partial(fetch_one_node, index, wanted=wanted)))
             except ConnectorError:
                 continue
             if len(fetched) >= count:
@@ -171,8 +183,9 @@ class MultiNodeConnector(Connector):
     def pop(self, queue: str, count: int) -> list[bytes]:
         return self._fetch(count, lambda index, connector, wanted: connector.pop(queue, wanted))
 
-    def lease(self, queue: str, count: int, lease_seconds: float,
-              ack: typing.Sequence[typing.Hashable] = ()) -> list[Leased]:
+    def lease(
+        self, queue: str, count: int, lease_seconds: float, ack: typing.Sequence[typing.Hashable] = ()
+    ) -> list[Leased]:
         pending_acks = self._by_node(ack)
 
         def lease_one_node(index: int, connector: Connector, wanted: int) -> list[Leased]:
@@ -181,16 +194,22 @@ class MultiNodeConnector(Connector):
 
         fetched = self._fetch(count, lease_one_node)
         if pending_acks:
-            self._per_node_receipts([(index, inner) for index, inners in pending_acks.items() for inner in inners],
-                                    'acknowledgement', lambda connector, inner: connector.ack(queue, inner))
+            self._per_node_receipts(
+                [(index, inner) for index, inners in pending_acks.items() for inner in inners],
+                'acknowledgement',
+                lambda connector, inner: connector.ack(queue, inner),
+            )
         return fetched
 
     def ack(self, queue: str, receipts: typing.Sequence[typing.Hashable]) -> int:
-        return self._per_node_receipts(receipts, 'acknowledgement', lambda connector, inner: connector.ack(queue, inner))
+        return self._per_node_receipts(
+            receipts, 'acknowledgement', lambda connector, inner: connector.ack(queue, inner)
+        )
 
     def renew(self, queue: str, receipts: typing.Sequence[typing.Hashable], lease_seconds: float) -> int:
         return self._per_node_receipts(
-            receipts, 'lease renewal', lambda connector, inner: connector.renew(queue, inner, lease_seconds))
+            receipts, 'lease renewal', lambda connector, inner: connector.renew(queue, inner, lease_seconds)
+        )
 
     def release(self, queue: str, receipts: typing.Sequence[typing.Hashable]) -> int:
         return self._per_node_receipts(receipts, 'release', lambda connector, inner: connector.release(queue, inner))
@@ -214,8 +233,11 @@ class MultiNodeConnector(Connector):
         return self._to_any_node(lambda connector: connector.bury(queue, payloads, reason))
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        letters = [letter for per_node in self._every_node(lambda connector: connector.dead_letters(queue, limit))
-                   for letter in per_node]
+        letters = [
+            letter
+            for per_node in self._every_node(lambda connector: connector.dead_letters(queue, limit))
+            for letter in per_node
+        ]
         letters.sort(key=lambda letter: letter.buried_at)
         return letters[:limit]
 
@@ -225,7 +247,7 @@ class MultiNodeConnector(Connector):
             if limit is not None and moved >= limit:
                 break
             remaining = None if limit is None else limit - moved
-            moved += self._required(index, lambda connector: connector.redrive(queue, remaining))
+            moved += self._required(index, lambda connector, remaining=remaining: connector.redrive(queue, remaining))  # type: ignore[misc]
         return moved
 
     def purge_dead(self, queue: str) -> int:

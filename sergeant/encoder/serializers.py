@@ -33,7 +33,8 @@ class MsgpackSerializer:
         self.packer = msgpack.Packer(use_bin_type=True)
 
     def dumps(self, fields: Fields) -> bytes:
-        return self.packer.pack(fields)
+        packed: bytes = self.packer.pack(fields)
+        return packed
 
     def loads(self, data: bytes) -> typing.Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)

@@ -59,7 +59,9 @@ class AlarmKiller:
                     continue
                 logger.critical(
                     'task did not stop within timeout %.1fs + grace period %.1fs; killing worker process %d',
-                    self.timeout, self.grace_period, os.getpid(),
+                    self.timeout,
+                    self.grace_period,
+                    os.getpid(),
                 )
                 for handler in logging.getLogger().handlers + logger.handlers:
                     handler.flush()
