@@ -26,7 +26,7 @@ from sergeant.errors import ConnectorError
 
 PRIORITY_RANK: typing.Final = {'HIGH': 0, 'NORMAL': 1}
 
-SCHEMA: typing.Final = '''
+SCHEMA: typing.Final = """
 CREATE TABLE IF NOT EXISTS ready (
     id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, priority INTEGER NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS ready_order ON ready (queue, priority, id);
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS dead (
 CREATE INDEX IF NOT EXISTS dead_order ON dead (queue, id);
 CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at REAL NOT NULL);
-'''
+"""
 
 Receipt = tuple[int, int]
 """(row id, deliveries): the delivery count makes a stale receipt miss a re-leased row."""
@@ -134,12 +134,16 @@ class LocalConnector(Connector):
                 'RETURNING id, payload',
                 (queue, now, count),
             ).fetchall()
-            rows = cursor.execute(
-                'DELETE FROM ready WHERE id IN '
-                '(SELECT id FROM ready WHERE queue = ? ORDER BY priority, id LIMIT ?) '
-                'RETURNING priority, id, payload',
-                (queue, count - len(expired)),
-            ).fetchall() if len(expired) < count else []
+            rows = (
+                cursor.execute(
+                    'DELETE FROM ready WHERE id IN '
+                    '(SELECT id FROM ready WHERE queue = ? ORDER BY priority, id LIMIT ?) '
+                    'RETURNING priority, id, payload',
+                    (queue, count - len(expired)),
+                ).fetchall()
+                if len(expired) < count
+                else []
+            )
         expired.sort()
         rows.sort()
         return [payload for _, payload in expired] + [payload for _, _, payload in rows]
@@ -155,8 +159,9 @@ class LocalConnector(Connector):
         deadline = now + lease_seconds
         with self.transaction() as cursor:
             if ack:
-                cursor.executemany('DELETE FROM leased WHERE id = ? AND deliveries = ?', typing.cast(
-                    typing.Sequence[Receipt], ack))
+                cursor.executemany(
+                    'DELETE FROM leased WHERE id = ? AND deliveries = ?', typing.cast(typing.Sequence[Receipt], ack)
+                )
             self._promote_due(cursor, queue, now)
             expired = cursor.execute(
                 'UPDATE leased SET deadline = ?, deliveries = deliveries + 1 WHERE id IN '
@@ -186,8 +191,9 @@ class LocalConnector(Connector):
         if not receipts:
             return 0
         with self.transaction() as cursor:
-            cursor.executemany('DELETE FROM leased WHERE id = ? AND deliveries = ?', typing.cast(
-                typing.Sequence[Receipt], receipts))
+            cursor.executemany(
+                'DELETE FROM leased WHERE id = ? AND deliveries = ?', typing.cast(typing.Sequence[Receipt], receipts)
+            )
             return cursor.rowcount
 
     def renew(self, queue: str, receipts: typing.Sequence[typing.Hashable], lease_seconds: float) -> int:
@@ -197,8 +203,10 @@ class LocalConnector(Connector):
         with self.transaction() as cursor:
             cursor.executemany(
                 'UPDATE leased SET deadline = ? WHERE id = ? AND deliveries = ?',
-                [(deadline, row_id, deliveries) for row_id, deliveries in typing.cast(
-                    typing.Sequence[Receipt], receipts)],
+                [
+                    (deadline, row_id, deliveries)
+                    for row_id, deliveries in typing.cast(typing.Sequence[Receipt], receipts)
+                ],
             )
             return cursor.rowcount
 
@@ -293,21 +301,25 @@ class LocalConnector(Connector):
         now = time.time()
         with self.transaction() as cursor:
             cursor.execute('DELETE FROM locks WHERE name = ? AND expires_at <= ?', (name, now))
-            cursor.execute('INSERT OR IGNORE INTO locks (name, token, expires_at) VALUES (?, ?, ?)',
-                           (name, token, now + ttl))
+            cursor.execute(
+                'INSERT OR IGNORE INTO locks (name, token, expires_at) VALUES (?, ?, ?)', (name, token, now + ttl)
+            )
             return cursor.rowcount == 1
 
     def lock_release(self, name: str, token: str) -> bool:
         with self.transaction() as cursor:
-            cursor.execute('DELETE FROM locks WHERE name = ? AND token = ? AND expires_at > ?',
-                           (name, token, time.time()))
+            cursor.execute(
+                'DELETE FROM locks WHERE name = ? AND token = ? AND expires_at > ?', (name, token, time.time())
+            )
             return cursor.rowcount == 1
 
     def lock_set_ttl(self, name: str, token: str, ttl: float) -> bool:
         now = time.time()
         with self.transaction() as cursor:
-            cursor.execute('UPDATE locks SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?',
-                           (now + ttl, name, token, now))
+            cursor.execute(
+                'UPDATE locks SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?',
+                (now + ttl, name, token, now),
+            )
             return cursor.rowcount == 1
 
     def lock_ttl(self, name: str) -> float | None:
