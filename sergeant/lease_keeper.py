@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import typing
 
 from sergeant.connector.base import Connector
@@ -30,6 +31,8 @@ class LeaseKeeper:
         self.finished: list[Receipt] = []
         self.stopped = threading.Event()
         self.renewals = 0
+        self.longest_renewal_gap = 0.0
+        """The longest time between two renewals, in seconds: how close a lease came to expiring."""
         self.thread = threading.Thread(target=self._renew_forever, name='sergeant-lease-keeper', daemon=True)
         self.thread.start()
 
@@ -65,16 +68,21 @@ class LeaseKeeper:
     def _renew_forever(self) -> None:
         interval = self.lease_seconds / 3
         connector: Connector | None = None
+        last_renewal = time.monotonic()
         try:
             while not self.stopped.wait(interval):
                 with self.mutex:
                     receipts = [*self.held, *self.finished]
                 if not receipts:
+                    last_renewal = time.monotonic()
                     continue
                 try:
                     if connector is None:
                         connector = self.connector_factory()
                     connector.renew(self.queue, receipts, self.lease_seconds)
+                    now = time.monotonic()
+                    self.longest_renewal_gap = max(self.longest_renewal_gap, now - last_renewal)
+                    last_renewal = now
                     self.renewals += 1
                 except Exception as error:  # a failed renewal is retried on the next beat
                     logger.warning('renewing %d lease(s) on queue %s failed: %s', len(receipts), self.queue, error)

@@ -26,7 +26,8 @@ import psutil
 POLL_SECONDS: typing.Final = 0.2
 START_BACKOFF_SECONDS: typing.Final = 1.0
 MAX_BACKOFF_SECONDS: typing.Final = 60.0
-STOP_GRACE_SECONDS: typing.Final = 15.0
+STOP_MARGIN_SECONDS: typing.Final = 5.0
+DEFAULT_GRACE_SECONDS: typing.Final = 10.0
 
 
 class SupervisedWorker:
@@ -93,6 +94,19 @@ class Supervisor:
         self.next_start_at = 0.0
         self.stopped_slots: set[int] = set()
         self.events: list[dict[str, typing.Any]] = []
+        self.stop_grace_seconds = DEFAULT_GRACE_SECONDS + STOP_MARGIN_SECONDS
+
+    def _read_grace_period(self) -> None:
+        """A worker gets its own grace_period to drain after SIGTERM, plus a margin, before it is killed."""
+        try:
+            from sergeant.child import load_worker_class
+
+            worker_config = load_worker_class(self.worker_module_name, self.worker_class_name)().config
+            self.stop_grace_seconds = worker_config.timeouts.grace_period + STOP_MARGIN_SECONDS
+        except Exception as error:  # the workers will report the same error with its traceback
+            self.logger.warning(
+                'cannot read the worker config (%s); stopping workers allows %.0fs', error, self.stop_grace_seconds
+            )
 
     def command(self) -> list[str]:
         return [
@@ -186,7 +200,7 @@ class Supervisor:
         for worker in self.workers.values():
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = time.monotonic() + self.stop_grace_seconds
         while self.workers and time.monotonic() < deadline:
             for slot, worker in list(self.workers.items()):
                 exit_code = worker.process.poll()
@@ -194,13 +208,16 @@ class Supervisor:
                     self._reap(slot, worker, exit_code)
             time.sleep(0.05)
         for slot, worker in list(self.workers.items()):
-            self.logger.warning('worker pid=%d did not stop within %.0fs: killing it', worker.pid, STOP_GRACE_SECONDS)
+            self.logger.warning(
+                'worker pid=%d did not stop within %.0fs: killing it', worker.pid, self.stop_grace_seconds
+            )
             worker.process.kill()
             self._reap(slot, worker, worker.process.wait())
 
     def start(self) -> None:
         """Supervise until SIGTERM/SIGINT, or until every worker called stop()."""
         previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+        self._read_grace_period()
         self.logger.info(
             'supervisor pid=%d starting %d worker(s) of %s.%s',
             os.getpid(),

@@ -64,6 +64,7 @@ class TimeoutGuard(typing.Protocol):
 
 class Executor(typing.Protocol):
     def execute(self, batch: list[Fetched]) -> list[Fetched]: ...
+    def drain(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -103,6 +104,8 @@ class Worker:
         self.counters = dict.fromkeys(('tasks', *EVENT_COUNTERS), 0)
         self.counters_mutex = threading.Lock()
         self.work_seconds = 0.0
+        self.lease_renewals = 0
+        self.longest_renewal_gap = 0.0
 
     # -- what users override ------------------------------------------------------------
     def generate_config(self) -> config_module.WorkerConfig:
@@ -337,6 +340,8 @@ class Worker:
         if self.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.stop_requested = True
+        if self.executor is not None:
+            self.executor.drain()
         self.logger.info('received signal %d: stopping after the current task', signum)
 
     def _fetch(self, count: int) -> list[Fetched]:
@@ -424,6 +429,8 @@ class Worker:
         self.end_reason = None
         self.counters = dict.fromkeys(self.counters, 0)
         self.work_seconds = 0.0
+        self.lease_renewals = 0
+        self.longest_renewal_gap = 0.0
         summary: dict[str, typing.Any] = {
             'start_time': time.time(),
             'end_time': None,
@@ -477,6 +484,8 @@ class Worker:
                 self.logger.exception('could not acknowledge or give back tasks; their leases will expire')
             if self.lease_keeper is not None:
                 self.lease_keeper.stop()
+                self.lease_renewals = self.lease_keeper.renewals
+                self.longest_renewal_gap = self.lease_keeper.longest_renewal_gap
                 self.lease_keeper = None
             try:
                 self.finalize()
@@ -491,4 +500,6 @@ class Worker:
             round(self.work_seconds / self.counters['tasks'], 6) if self.counters['tasks'] else 0.0
         )
         figures['stuck_threads'] = getattr(self.executor, 'stuck_threads', 0)
+        figures['lease_renewals'] = self.lease_renewals
+        figures['longest_renewal_gap_seconds'] = round(self.longest_renewal_gap, 3)
         return figures

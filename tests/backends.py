@@ -1,6 +1,6 @@
 """Connector configs for every backend and node layout the tests run against.
 
-Servers are started by scripts/test-servers.sh on loopback: redis on 6379 and 6380,
+Servers are started by scripts/redis-servers.sh and scripts/mongo-servers.sh on loopback: redis on 6379 and 6380,
 the MongoDB-compatible server on 27017 and 27018. Each layout carries a pytest mark
 (``redis`` / ``mongo``) so the test command can run server groups in parallel.
 """
@@ -55,5 +55,5 @@ LAYOUTS = [
     pytest.param('mongo-multi', id='mongo-multi', marks=pytest.mark.mongo),
 ]
 
-WORKER_LAYOUTS = [layout for layout in LAYOUTS if not layout.values[0].endswith('-multi')]
+WORKER_LAYOUTS = [layout for layout in LAYOUTS if not str(layout.values[0]).endswith('-multi')]
 """Worker behaviour is the same code over every connector: one node of each backend is enough."""

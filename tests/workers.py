@@ -67,6 +67,18 @@ class RecordingWorker(Worker):
             for offset in range(0, len(self.ballast), 4096):
                 self.ballast[offset] = 1
             time.sleep(5)
+        if task.kwargs.get('action') == 'busy':
+            deadline = time.monotonic() + task.kwargs['seconds']
+            spins = 0
+            while time.monotonic() < deadline:
+                spins += 1
+        if task.kwargs.get('action') == 'stubborn':
+            deadline = time.monotonic() + task.kwargs['seconds']
+            while time.monotonic() < deadline:
+                try:
+                    time.sleep(0.05)
+                except BaseException:  # ignores WorkerTimedOut on purpose
+                    pass
         self.record_task(task)
 
     def record_task(self, task: Task) -> None:

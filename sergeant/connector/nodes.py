@@ -25,7 +25,7 @@ import time
 import typing
 import zlib
 
-from sergeant.connector.base import Connector, DeadLetter, Leased, QueueLengths
+from sergeant.connector.base import Connector, DeadLetter, Leased, QueueLengths, check_priority
 from sergeant.errors import ConnectorError, NodeUnavailableError
 
 logger = logging.getLogger('sergeant.connector.nodes')
@@ -159,6 +159,7 @@ class MultiNodeConnector(Connector):
     def push(
         self, queue: str, payloads: typing.Sequence[bytes], priority: str = 'NORMAL', consumable_from: float = 0.0
     ) -> int:
+        check_priority(priority)
         if not payloads:
             return 0
         return self._to_any_node(lambda connector: connector.push(queue, payloads, priority, consumable_from))
@@ -189,7 +190,8 @@ class MultiNodeConnector(Connector):
         pending_acks = self._by_node(ack)
 
         def lease_one_node(index: int, connector: Connector, wanted: int) -> list[Leased]:
-            leased = connector.lease(queue, wanted, lease_seconds, pending_acks.pop(index, ()))
+            leased = connector.lease(queue, wanted, lease_seconds, pending_acks.get(index, ()))
+            pending_acks.pop(index, None)  # sent: only acks of nodes not visited (or failed) remain
             return [Leased((index, item.receipt), item.payload, item.deliveries) for item in leased]
 
         fetched = self._fetch(count, lease_one_node)

@@ -14,7 +14,7 @@ class SerialExecutor:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         timeouts = worker.config.timeouts
-        self.killer = AlarmKiller(timeouts.timeout, timeouts.grace_period) if timeouts.timeout > 0 else None
+        self.killer = AlarmKiller(timeouts.timeout, timeouts.grace_period)
 
     def execute(self, batch: list[Fetched]) -> list[Fetched]:
         """Run tasks until the batch ends or the worker must stop; return the ones not started."""
@@ -26,6 +26,8 @@ class SerialExecutor:
             worker.task_finished(fetched)
         return []
 
+    def drain(self) -> None:
+        self.killer.drain()
+
     def close(self) -> None:
-        if self.killer is not None:
-            self.killer.close()
+        self.killer.close()

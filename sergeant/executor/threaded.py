@@ -83,6 +83,9 @@ class ThreadedExecutor:
                         raise_in_thread(thread_id, WorkerTimedOut)
                         self.interrupted[thread_id] = now
 
+    def drain(self) -> None:
+        """Running threads cannot be killed one by one; the supervisor kills the process after the grace period."""
+
     def close(self) -> None:
         self.watching.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
