@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 
 python_bin="${PYTHON:-}"
 if [[ -z "$python_bin" ]]; then
-    for candidate in python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
             python_bin="$candidate"
             break
         fi
