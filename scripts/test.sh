@@ -35,7 +35,7 @@ pytest_group() {
 }
 
 started=$SECONDS
-run_group lint bash -c '.venv/bin/ruff check sergeant tests examples benchmarks && .venv/bin/ruff format --check sergeant tests examples benchmarks && .venv/bin/mypy' &
+run_group lint bash -c '.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy' &
 run_group local pytest_group local 'not redis and not mongo' &
 run_group redis pytest_group redis 'redis' &
 run_group mongo pytest_group mongo 'mongo' &

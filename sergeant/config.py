@@ -50,7 +50,7 @@ def _non_empty(value: typing.Any) -> bool:
 
 
 _OPTIONAL_STR = _Field((str, type(None)), False, None)
-_TIMEOUT = _Field((int, float), False, None, _positive, 'a positive number of seconds')
+_TIMEOUT = _Field((int, float, type(None)), False, None, _positive, 'a positive number of seconds or None')
 
 REDIS_NODE_FIELDS: typing.Final[dict[str, _Field]] = {
     'host': _Field((str,), True, None, _non_empty, 'a non-empty host name'),
