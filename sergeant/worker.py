@@ -102,7 +102,8 @@ class Worker:
         self.lease_keeper: LeaseKeeper | None = None
         self.executor: Executor | None = None
         self.counters = dict.fromkeys(('tasks', *EVENT_COUNTERS), 0)
-        self.counters_mutex = threading.Lock()
+        self.counters_mutex: threading.Lock | None = None
+        self.calls_pre_work = self.calls_post_work = self.dispatches_success = True
         self.work_seconds = 0.0
         self.lease_renewals = 0
         self.longest_renewal_gap = 0.0
@@ -241,8 +242,22 @@ class Worker:
 
     # -- handling one task ----------------------------------------------------------------
     def _count(self, counter: str) -> None:
+        if self.counters_mutex is None:
+            self.counters[counter] += 1
+            return
         with self.counters_mutex:
             self.counters[counter] += 1
+
+    def _overrides(self, name: str) -> bool:
+        """True when the user replaced a hook (in a subclass or on the instance)."""
+        return getattr(getattr(self, name), '__func__', None) is not getattr(Worker, name)
+
+    def _prepare_fast_path(self) -> None:
+        """Decide once per loop which per-task calls can be skipped because they would do nothing."""
+        self.counters_mutex = threading.Lock() if self.config.number_of_threads > 1 else None
+        self.calls_pre_work = self._overrides('pre_work')
+        self.calls_post_work = self._overrides('post_work')
+        self.dispatches_success = self._overrides('on_success') or self.config.logging.events.on_success
 
     def _call_hook(self, name: str, *args: typing.Any) -> None:
         try:
@@ -300,10 +315,13 @@ class Worker:
             self._dispatch('on_timeout', task, may_interrupt=True)
 
     def handle_task(self, task: Task, guard: TimeoutGuard | None) -> None:
-        """Run one task through pre_work, work, its handler and post_work; never raises."""
+        """Run one task through pre_work, work, its handler and post_work; never raises.
+
+        The success path skips hooks that were not overridden: it runs once per task.
+        """
         self._count('tasks')
-        self._call_hook('pre_work', task)
-        success = False
+        if self.calls_pre_work:
+            self._call_hook('pre_work', task)
         exception: BaseException | None = None
         started = time.perf_counter()
         try:
@@ -324,9 +342,12 @@ class Worker:
             self._dispatch('on_failure', task, error, may_interrupt=True)
         else:
             self.work_seconds += time.perf_counter() - started
-            success = True
-            self._dispatch('on_success', task, returned_value)
-        self._call_hook('post_work', task, success, exception)
+            if self.dispatches_success:
+                self._dispatch('on_success', task, returned_value)
+            else:
+                self._count('success')
+        if self.calls_post_work:
+            self._call_hook('post_work', task, exception is None, exception)
 
     def task_finished(self, fetched: Fetched) -> None:
         if fetched.receipt is not None and self.lease_keeper is not None:
@@ -428,6 +449,7 @@ class Worker:
         self.stop_requested = False
         self.end_reason = None
         self.counters = dict.fromkeys(self.counters, 0)
+        self._prepare_fast_path()
         self.work_seconds = 0.0
         self.lease_renewals = 0
         self.longest_renewal_gap = 0.0
