@@ -22,7 +22,7 @@ from sergeant.broker import Broker
 from sergeant.connector import Connector, connect
 from sergeant.connector.base import DeadLetter, Lock
 from sergeant.encoder import Encoder
-from sergeant.errors import ConfigError
+from sergeant.errors import ConfigError, ConnectorError
 from sergeant.interrupts import (
     WorkerInterrupt,
     WorkerMaxRetries,
@@ -49,6 +49,8 @@ __all__ = [
 LOG_FORMAT: typing.Final = '%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s'
 IDLE_SLEEP_MIN: typing.Final = 0.02
 IDLE_SLEEP_MAX: typing.Final = 0.5
+BROKER_RETRY_MIN: typing.Final = 0.1
+BROKER_RETRY_MAX: typing.Final = 5.0
 
 
 class Fetched(typing.NamedTuple):
@@ -100,6 +102,7 @@ class Worker:
         self.stop_requested = False
         self.end_reason: str | None = None
         self.lease_keeper: LeaseKeeper | None = None
+        self.broker_outage_started: float | None = None
         self.executor: Executor | None = None
         self.counters = dict.fromkeys(('tasks', *EVENT_COUNTERS), 0)
         self.counters_mutex: threading.Lock | None = None
@@ -417,7 +420,15 @@ class Worker:
                 wanted = min(batch_size, max_tasks - self.counters['tasks'])
                 if wanted <= 0:
                     break
-            batch = self._fetch(wanted)
+            try:
+                batch = self._fetch(wanted)
+            except ConnectorError as error:
+                outage_sleep = self._broker_unreachable(error)
+                self._sleep(outage_sleep)
+                continue
+            if self.broker_outage_started is not None:
+                self.logger.warning('broker reachable again after %.1fs', time.monotonic() - self.broker_outage_started)
+                self.broker_outage_started = None
             if not batch:
                 if starvation is not None and time.monotonic() - last_task_time >= starvation.time_with_no_tasks:
                     self._count('starvation')
@@ -436,6 +447,18 @@ class Worker:
                 self._give_back([fetched for fetched in batch if self._is_held(fetched)])
                 raise
             self._give_back(unstarted)
+
+    def _broker_unreachable(self, error: ConnectorError) -> float:
+        """Keep the worker alive while the broker is down: report the outage once, retry with back-off.
+
+        Returns how long to wait before the next try (doubling up to BROKER_RETRY_MAX seconds).
+        """
+        now = time.monotonic()
+        if self.broker_outage_started is None:
+            self.broker_outage_started = now
+            self.logger.error('cannot fetch tasks, the broker is unreachable; retrying: %s', error)
+        elapsed = now - self.broker_outage_started
+        return min(BROKER_RETRY_MIN * 2 ** int(elapsed), BROKER_RETRY_MAX)
 
     def _is_held(self, fetched: Fetched) -> bool:
         if self.lease_keeper is None or fetched.receipt is None:
