@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import pathlib
+import typing
 import uuid
 
 import pytest
 
 from sergeant import config
+from sergeant.connector import Connector, connect
 from tests.backends import LAYOUTS, connector_config
 
 
@@ -23,3 +25,13 @@ def connector_settings(layout: str, tmp_path: pathlib.Path) -> config.Connector:
 def queue_name() -> str:
     """A queue of its own for every test, so tests sharing a server never see each other's tasks."""
     return f'test-{uuid.uuid4().hex[:12]}'
+
+
+@pytest.fixture
+def connector(connector_settings: config.Connector, queue_name: str) -> typing.Iterator[Connector]:
+    """A connector to the layout under test; the test's queue and its dead letters are emptied afterwards."""
+    built = connect(connector_settings)
+    yield built
+    built.purge(queue_name)
+    built.purge_dead(queue_name)
+    built.close()

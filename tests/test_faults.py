@@ -14,7 +14,7 @@ import typing
 import pytest
 
 from sergeant import config
-from sergeant.connector import Connector, connect
+from sergeant.connector import Connector
 from sergeant.encoder import Encoder
 from tests.backends import WORKER_LAYOUTS
 from tests.test_processes import REPOSITORY, push, start_supervisor, wait_until
@@ -24,15 +24,6 @@ from tests.workers import environment_for, read_records
 @pytest.fixture(params=WORKER_LAYOUTS)
 def layout(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def connector(connector_settings: config.Connector, queue_name: str) -> typing.Iterator[Connector]:
-    built = connect(connector_settings)
-    yield built
-    built.purge(queue_name)
-    built.purge_dead(queue_name)
-    built.close()
 
 
 class SummarizedWorker:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from sergeant import config
-from sergeant.connector import Connector, connect
+from sergeant.connector import Connector
 from sergeant.encoder import Encoder
 from tests.backends import WORKER_LAYOUTS
 from tests.workers import environment_for, read_records
@@ -25,15 +25,6 @@ REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 @pytest.fixture(params=WORKER_LAYOUTS)
 def layout(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def connector(connector_settings: config.Connector, queue_name: str) -> typing.Iterator[Connector]:
-    built = connect(connector_settings)
-    yield built
-    built.purge(queue_name)
-    built.purge_dead(queue_name)
-    built.close()
 
 
 def push(connector: Connector, queue: str, kwargs_list: list[dict[str, typing.Any]]) -> None:

@@ -13,15 +13,6 @@ from sergeant.connector import Connector, connect
 
 
 @pytest.fixture
-def connector(connector_settings: config.Connector, layout: str, queue_name: str) -> typing.Iterator[Connector]:
-    built = connect(connector_settings)
-    yield built
-    built.purge(queue_name)
-    built.purge_dead(queue_name)
-    built.close()
-
-
-@pytest.fixture
 def single_node(layout: str) -> bool:
     return not layout.endswith('-multi')
 
