@@ -105,24 +105,18 @@ def status(worker_module: str | None, worker_class: str | None, connector_json: 
     """Show ready, delayed, leased and dead tasks per node."""
     target = _target(worker_module, worker_class, connector_json, queue)
     table = Table(title=f'queue {target.queue}')
-    for column in ('node', 'ready', 'delayed', 'leased', 'dead'):
-        table.add_column(column, justify='left' if column == 'node' else 'right')
-    connector = target.broker.connector
-    nodes = getattr(connector, 'nodes', None)
-    if nodes is None:
-        try:
-            for name, lengths in connector.node_lengths(target.queue):
-                table.add_row(name, *(str(value) for value in lengths))
-        except SergeantError as error:
-            table.add_row(connector.node_names[0], f'[red]down: {error}', '', '', '')
-    else:
-        for index, node in enumerate(nodes):
-            try:
-                lengths = connector._required(index, lambda node_connector: node_connector.lengths(target.queue))  # type: ignore[attr-defined]
-                table.add_row(node.name, *(str(value) for value in lengths))
-            except SergeantError as error:
-                table.add_row(node.name, f'[red]down: {error}', '', '', '')
+    for column in ('node', 'state', 'ready', 'delayed', 'leased', 'dead'):
+        table.add_column(column, justify='left' if column in ('node', 'state') else 'right')
+    errors = []
+    for status in target.broker.connector.node_status(target.queue):
+        if status.lengths is None:
+            table.add_row(status.node, '[red]down', '-', '-', '-', '-')
+            errors.append(f'{status.node}: {status.error}')
+        else:
+            table.add_row(status.node, 'up', *(str(value) for value in status.lengths))
     console.print(table)
+    for error in errors:
+        console.print(f'[red]{error}')
 
 
 @main.command()
@@ -146,6 +140,7 @@ def dead() -> None:
 def dead_list(
     worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None, limit: int
 ) -> None:
+    """Show the oldest dead letters: when, why, and the task."""
     target = _target(worker_module, worker_class, connector_json, queue)
     table = Table(title=f'dead letters of {target.queue}')
     for column in ('buried at', 'reason', 'task'):
@@ -183,6 +178,7 @@ def dead_redrive(
 def dead_purge(
     worker_module: str | None, worker_class: str | None, connector_json: str | None, queue: str | None
 ) -> None:
+    """Delete the dead letters for good."""
     target = _target(worker_module, worker_class, connector_json, queue)
     console.print(f'deleted {target.broker.connector.purge_dead(target.queue)} dead letter(s)')
 

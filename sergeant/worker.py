@@ -458,7 +458,7 @@ class Worker:
             self.broker_outage_started = now
             self.logger.error('cannot fetch tasks, the broker is unreachable; retrying: %s', error)
         elapsed = now - self.broker_outage_started
-        return min(BROKER_RETRY_MIN * 2 ** int(elapsed), BROKER_RETRY_MAX)
+        return float(min(BROKER_RETRY_MIN * 2.0 ** int(elapsed), BROKER_RETRY_MAX))
 
     def _is_held(self, fetched: Fetched) -> bool:
         if self.lease_keeper is None or fetched.receipt is None:

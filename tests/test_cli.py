@@ -7,12 +7,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from sergeant import config
 from sergeant.cli import main
 from sergeant.connector import connect
 from sergeant.encoder import Encoder
+from tests.backends import REDIS_PORTS
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -31,7 +33,7 @@ def test_status_purge_and_dead_letters(tmp_path: pathlib.Path) -> None:
     assert status.exit_code == 0, status.output
     assert 'local:' in status.output
     row = next(line for line in status.output.splitlines() if 'local:' in line)
-    assert [cell.strip() for cell in row.split('│')[2:6]] == ['2', '0', '0', '2']
+    assert [cell.strip() for cell in row.split('│')[2:7]] == ['up', '2', '0', '0', '2']
 
     listed = runner.invoke(main, ['dead', 'list', *target], terminal_width=200)
     assert listed.exit_code == 0, listed.output
@@ -74,3 +76,18 @@ def test_demo_runs_end_to_end() -> None:
     summary = [line for line in finished.stdout.splitlines() if 'summary' in line or 'lost=' in line]
     assert 'lost=0' in ' '.join(summary) and 'duplicates=0' in ' '.join(summary)
     assert 'tasks=3000' in ' '.join(summary)
+
+
+@pytest.mark.redis
+def test_status_reports_a_node_that_is_down() -> None:
+    nodes = [{'host': '127.0.0.1', 'port': REDIS_PORTS[0]}, {'host': '127.0.0.1', 'port': 1}]
+    result = CliRunner().invoke(
+        main,
+        ['status', '--connector', json.dumps({'type': 'redis', 'params': {'nodes': nodes}}), '--queue', 'q'],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    live = next(line for line in result.output.splitlines() if f':{REDIS_PORTS[0]}/0' in line)
+    dead = next(line for line in result.output.splitlines() if 'redis://127.0.0.1:1/0' in line and '│' in line)
+    assert 'up' in live and 'down' in dead
+    assert 'cannot be reached' in result.output

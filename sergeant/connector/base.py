@@ -26,7 +26,7 @@ import abc
 import time
 import typing
 
-from sergeant.errors import ConfigError
+from sergeant.errors import ConfigError, SergeantError
 
 PRIORITIES: typing.Final = ('HIGH', 'NORMAL')
 
@@ -45,6 +45,14 @@ class DeadLetter(typing.NamedTuple):
     payload: bytes
     reason: str
     buried_at: float
+
+
+class NodeStatus(typing.NamedTuple):
+    """One node's queue sizes, or why they could not be read."""
+
+    node: str
+    lengths: QueueLengths | None
+    error: str | None
 
 
 class QueueLengths(typing.NamedTuple):
@@ -117,6 +125,13 @@ class Connector(abc.ABC):
     def node_lengths(self, queue: str) -> list[tuple[str, QueueLengths]]:
         """Sizes per node; single-node backends report one row."""
         return [(self.node_names[0], self.lengths(queue))]
+
+    def node_status(self, queue: str) -> list[NodeStatus]:
+        """Sizes per node, with a node that cannot be reached reported instead of raised."""
+        try:
+            return [NodeStatus(self.node_names[0], self.lengths(queue), None)]
+        except SergeantError as error:
+            return [NodeStatus(self.node_names[0], None, str(error))]
 
     @abc.abstractmethod
     def purge(self, queue: str) -> int:

@@ -25,7 +25,7 @@ import time
 import typing
 import zlib
 
-from sergeant.connector.base import Connector, DeadLetter, Leased, QueueLengths, check_priority
+from sergeant.connector.base import Connector, DeadLetter, Leased, NodeStatus, QueueLengths, check_priority
 from sergeant.errors import ConnectorError, NodeUnavailableError
 
 logger = logging.getLogger('sergeant.connector.nodes')
@@ -224,6 +224,15 @@ class MultiNodeConnector(Connector):
 
     def node_lengths(self, queue: str) -> list[tuple[str, QueueLengths]]:
         return list(zip(self.node_names, self._every_node(lambda connector: connector.lengths(queue)), strict=True))
+
+    def node_status(self, queue: str) -> list[NodeStatus]:
+        statuses = []
+        for index, node in enumerate(self.nodes):
+            try:
+                statuses.append(NodeStatus(node.name, self._required(index, lambda c: c.lengths(queue)), None))
+            except ConnectorError as error:
+                statuses.append(NodeStatus(node.name, None, str(error)))
+        return statuses
 
     def purge(self, queue: str) -> int:
         return sum(self._every_node(lambda connector: connector.purge(queue)))
