@@ -58,9 +58,15 @@ start_node() {
 
 stop_node() {
     local port="$1"
+    local pid_file="${servers_dir}/redis-${port}.pid"
+    if [ ! -f "${pid_file}" ]; then
+        # Not started by this script (a server that was already running is reused, never stopped).
+        echo "redis on port ${port} was not started by this script, leaving it alone"
+        return
+    fi
     if ! answers_ping "${port}"; then
         echo "redis on port ${port} is not running"
-        rm -f "${servers_dir}/redis-${port}.pid"
+        rm -f "${pid_file}"
         return
     fi
     redis-cli -h 127.0.0.1 -p "${port}" shutdown nosave >/dev/null 2>&1 || true
@@ -72,7 +78,7 @@ stop_node() {
         fi
         sleep 0.1
     done
-    rm -f "${servers_dir}/redis-${port}.pid"
+    rm -f "${pid_file}"
     echo "redis on port ${port} is stopped"
 }
 
