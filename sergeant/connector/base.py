@@ -72,7 +72,7 @@ def check_priority(priority: str) -> str:
 
 
 class Connector(abc.ABC):
-    """One broker backend. Instances are not shared between threads; make one per thread."""
+    """One broker backend. Safe to share between threads: task threads push while the loop fetches."""
 
     #: Human readable name of each node, in the order :meth:`node_lengths` reports them.
     node_names: list[str]

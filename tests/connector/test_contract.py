@@ -286,3 +286,17 @@ def test_concurrent_consumers_never_share_a_task(
         consumer.join(timeout=30)
     assert len(taken) == len(pushed)
     assert sorted(taken) == sorted(pushed)
+
+
+def test_one_connector_shared_by_threads(connector: Connector, queue_name: str) -> None:
+    import concurrent.futures
+
+    def push_many(thread_number: int) -> None:
+        for index in range(100):
+            connector.push(queue_name, [f'{thread_number}-{index}'.encode()])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(push_many, range(6)))
+    assert connector.lengths(queue_name).ready == 600
+    taken = drain_pop(connector, queue_name, 50)
+    assert sorted(taken) == sorted(f'{thread}-{index}'.encode() for thread in range(6) for index in range(100))

@@ -1,5 +1,6 @@
 """Redis-only behaviour the shared contract cannot express: node placement, real node failure,
-error classification, and locks held by another process."""
+error classification, locks held by another process, and the batch leases (partial
+acknowledgements, splits of expired batches, partial releases, the leased counter)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from redis.retry import Retry
 from sergeant import config
 from sergeant.connector import Connector, connect
 from sergeant.connector.nodes import stable_node_index
-from sergeant.connector.redis.connector import RedisNodeConnector, node_name
+from sergeant.connector.redis.connector import (
+    INDEX_BITS,
+    STAGED_LEASE_SIZE,
+    RedisNodeConnector,
+    node_name,
+    queue_keys,
+    receipt_runs,
+)
 from sergeant.errors import ConnectorError, NodeUnavailableError
 from tests.backends import REDIS_PORTS, connector_config, redis_node
 
@@ -280,3 +288,234 @@ def test_a_lock_held_by_another_process(tmp_path: pathlib.Path, queue_name: str)
         holder.join(timeout=30)
         connector.close()
     assert holder.exitcode == 0
+
+
+# -- batch leases ----------------------------------------------------------------------------
+@pytest.fixture
+def node(queue_name: str) -> typing.Iterator[RedisNodeConnector]:
+    """One node, so the order of tasks is exact."""
+    connector = RedisNodeConnector('127.0.0.1', REDIS_PORTS[0])
+    yield connector
+    connector.purge(queue_name)
+    connector.purge_dead(queue_name)
+    connector.close()
+
+
+def payloads(count: int, prefix: str) -> list[bytes]:
+    return [f'{prefix}-{index}'.encode() for index in range(count)]
+
+
+def lease_keys_left(queue: str) -> list[bytes]:
+    """Every per-lease key and lease structure of a queue still on the server."""
+    keys = queue_keys(queue)
+    client = redis.Redis(port=REDIS_PORTS[0])
+    try:
+        found = list(client.scan_iter(match=f'{keys.lease_prefix}*', count=1000))
+        found += [key for key in (keys.lease_meta, keys.lease_deadlines) if client.exists(key)]
+        return typing.cast(list[bytes], found)
+    finally:
+        client.close()
+
+
+def leased_on_server(queue: str) -> int:
+    """The leased tasks counted the slow way, to check the counter lengths() reads."""
+    keys = queue_keys(queue)
+    client = redis.Redis(port=REDIS_PORTS[0])
+    try:
+        total = 0
+        for lease_id in client.hkeys(keys.lease_meta):
+            list_key = f'{keys.lease_prefix}{lease_id.decode()}'
+            total += client.llen(list_key) - client.scard(f'{list_key}.acked')
+        return total
+    finally:
+        client.close()
+
+
+def assert_leased(connector: Connector, queue: str, expected: int) -> None:
+    assert connector.lengths(queue).leased == expected
+    assert leased_on_server(queue) == expected
+
+
+def test_receipt_runs_sort_merge_and_drop_duplicates() -> None:
+    def receipt(lease_id: int, index: int) -> int:
+        return lease_id << INDEX_BITS | index
+
+    whole = [receipt(7, index) for index in range(1000)]
+    assert receipt_runs(whole) == [7, 0, 999]
+    assert receipt_runs(list(reversed(whole)) + whole[:10]) == [7, 0, 999]
+    assert receipt_runs([receipt(3, 5)]) == [3, 5, 5]
+    mixed = [receipt(9, 4), receipt(2, 0), receipt(9, 0), receipt(9, 1), receipt(2, 1), receipt(9, 3), receipt(9, 1)]
+    assert receipt_runs(mixed) == [2, 0, 1, 9, 0, 1, 9, 3, 4]
+    assert receipt_runs([]) == []
+
+
+@pytest.mark.parametrize('size', [5, STAGED_LEASE_SIZE + 8], ids=['inline', 'staged'])
+def test_a_whole_batch_acknowledged_leaves_nothing_behind(node: RedisNodeConnector, queue_name: str, size: int) -> None:
+    node.push(queue_name, payloads(size, 'task'))
+    leased = node.lease(queue_name, size, 30.0)
+    assert [item.payload for item in leased] == payloads(size, 'task')
+    assert len({item.receipt for item in leased}) == size
+    assert_leased(node, queue_name, size)
+    assert node.ack(queue_name, [item.receipt for item in leased]) == size
+    assert_leased(node, queue_name, 0)
+    assert lease_keys_left(queue_name) == []
+
+
+@pytest.mark.parametrize('size', [6, STAGED_LEASE_SIZE + 4], ids=['inline', 'staged'])
+def test_partial_ack_then_expiry_delivers_only_the_unacknowledged(
+    node: RedisNodeConnector, queue_name: str, size: int
+) -> None:
+    node.push(queue_name, payloads(size, 'task'))
+    leased = node.lease(queue_name, size, 0.3)
+    acked = [item for index, item in enumerate(leased) if index % 3 == 1]
+    assert node.ack(queue_name, [item.receipt for item in acked]) == len(acked)
+    assert node.ack(queue_name, [acked[0].receipt]) == 0, 'an index is acknowledged once'
+    assert_leased(node, queue_name, size - len(acked))
+    time.sleep(0.5)
+
+    again = node.lease(queue_name, size, 30.0)
+    expected = [item.payload for index, item in enumerate(leased) if index % 3 != 1]
+    assert [item.payload for item in again] == expected
+    assert {item.deliveries for item in again} == {2}
+    assert_leased(node, queue_name, len(expected))
+    late = [item.receipt for item in leased if item not in acked]
+    assert node.ack(queue_name, late) == 0, 'receipts of the expired lease match nothing'
+    assert node.renew(queue_name, late, 30.0) == 0
+    assert node.release(queue_name, late) == 0
+    assert node.ack(queue_name, [item.receipt for item in again]) == len(expected)
+    assert_leased(node, queue_name, 0)
+    assert lease_keys_left(queue_name) == []
+
+
+def test_an_expired_batch_larger_than_asked_for_is_split(node: RedisNodeConnector, queue_name: str) -> None:
+    node.push(queue_name, payloads(2, 'high'), priority='HIGH')
+    node.push(queue_name, payloads(4, 'normal'))
+    first = node.lease(queue_name, 6, 0.3)
+    time.sleep(0.5)
+
+    head = node.lease(queue_name, 3, 30.0)
+    assert [(item.payload, item.deliveries) for item in head] == [(b'high-0', 2), (b'high-1', 2), (b'normal-0', 2)]
+    assert_leased(node, queue_name, 6)
+    late = [item.receipt for item in first]
+    assert node.ack(queue_name, late) == 0, 'the old lease id is gone, whichever half the item is in'
+    assert node.renew(queue_name, late, 30.0) == 0
+    # The rest stayed expired, deliveries unchanged: it comes next, delivered a second time (not a third).
+    tail = node.lease(queue_name, 10, 30.0)
+    assert [(item.payload, item.deliveries) for item in tail] == [(payload, 2) for payload in payloads(4, 'normal')[1:]]
+    assert node.ack(queue_name, [item.receipt for item in head + tail]) == 6
+    assert_leased(node, queue_name, 0)
+    assert lease_keys_left(queue_name) == []
+
+
+def test_pop_takes_part_of_an_expired_batch(node: RedisNodeConnector, queue_name: str) -> None:
+    node.push(queue_name, payloads(5, 'task'))
+    leased = node.lease(queue_name, 5, 0.3)
+    node.ack(queue_name, [leased[1].receipt])
+    time.sleep(0.5)
+    assert node.pop(queue_name, 2) == [b'task-0', b'task-2']
+    assert_leased(node, queue_name, 2)
+    rest = node.lease(queue_name, 5, 30.0)
+    assert [(item.payload, item.deliveries) for item in rest] == [(b'task-3', 2), (b'task-4', 2)]
+    assert node.ack(queue_name, [item.receipt for item in rest]) == 2
+    assert lease_keys_left(queue_name) == []
+
+
+@pytest.mark.parametrize('normal', [3, STAGED_LEASE_SIZE], ids=['inline', 'staged'])
+def test_release_of_part_of_a_batch_goes_back_to_the_front_in_order(
+    node: RedisNodeConnector, queue_name: str, normal: int
+) -> None:
+    node.push(queue_name, payloads(3, 'high'), priority='HIGH')
+    node.push(queue_name, payloads(normal, 'normal'))
+    leased = node.lease(queue_name, 3 + normal, 30.0)
+    assert [item.payload for item in leased] == payloads(3, 'high') + payloads(normal, 'normal')
+    node.push(queue_name, [b'pushed-later'])
+    node.push(queue_name, [b'high-later'], priority='HIGH')
+    given_back = [leased[4], leased[1], leased[3], leased[2]]  # out of order on purpose
+    assert node.release(queue_name, [item.receipt for item in given_back]) == 4
+    assert node.release(queue_name, [leased[1].receipt]) == 0, 'an item is released once'
+    assert_leased(node, queue_name, 3 + normal - 4)
+
+    assert node.pop(queue_name, 100) == [
+        b'high-1',
+        b'high-2',
+        b'high-later',
+        b'normal-0',
+        b'normal-1',
+        b'pushed-later',
+    ]
+    kept = [item.receipt for index, item in enumerate(leased) if index not in (1, 2, 3, 4)]
+    assert node.ack(queue_name, kept) == len(kept)
+    assert_leased(node, queue_name, 0)
+    assert lease_keys_left(queue_name) == []
+
+
+def test_a_batch_spanning_high_and_normal_keeps_its_order(node: RedisNodeConnector, queue_name: str) -> None:
+    high, normal = payloads(STAGED_LEASE_SIZE + 5, 'high'), payloads(3 * STAGED_LEASE_SIZE, 'normal')
+    node.push(queue_name, high, priority='HIGH')
+    node.push(queue_name, normal)
+    leased = node.lease(queue_name, 2 * STAGED_LEASE_SIZE, 30.0)
+    assert [item.payload for item in leased] == (high + normal)[: 2 * STAGED_LEASE_SIZE]
+    assert node.release(queue_name, [item.receipt for item in leased]) == len(leased)
+    assert lease_keys_left(queue_name) == []
+    assert node.pop(queue_name, 1000) == high + normal
+
+
+def test_the_leased_counter_stays_exact(node: RedisNodeConnector, queue_name: str) -> None:
+    node.push(queue_name, payloads(100, 'task'))
+    node.push(queue_name, payloads(3, 'delayed'), consumable_from=time.time() + 60)
+    big = node.lease(queue_name, 40, 30.0)
+    small = node.lease(queue_name, 3, 0.3)
+    one = node.lease(queue_name, 1, 30.0)
+    assert_leased(node, queue_name, 44)
+    node.ack(queue_name, [item.receipt for item in big[:10]])
+    assert_leased(node, queue_name, 34)
+    node.release(queue_name, [item.receipt for item in big[10:15]])
+    assert_leased(node, queue_name, 29)
+    node.ack(queue_name, [item.receipt for item in big[5:20]])  # overlaps the acknowledged and released ones
+    assert_leased(node, queue_name, 24)
+    time.sleep(0.5)
+    again = node.lease(queue_name, 2, 30.0, ack=[one[0].receipt])  # `small` expired: 2 of its 3 re-issued
+    assert [item.payload for item in again] == [item.payload for item in small[:2]]
+    assert_leased(node, queue_name, 23)
+    assert node.pop(queue_name, 1) == [small[2].payload]  # the expired rest of `small`
+    assert_leased(node, queue_name, 22)
+    assert node.lengths(queue_name) == (100 - 44 + 5, 3, 22, 0)
+    assert node.purge(queue_name) == 61 + 3 + 22
+    assert node.lengths(queue_name) == (0, 0, 0, 0)
+    assert_leased(node, queue_name, 0)
+    assert lease_keys_left(queue_name) == []
+    assert node.ack(queue_name, [item.receipt for item in big]) == 0
+
+
+def test_leases_survive_a_script_flush(redis_process: typing.Callable[[bool], RedisProcess], queue_name: str) -> None:
+    server = redis_process(False)
+    connector = RedisNodeConnector('127.0.0.1', server.port)
+    connector.push(queue_name, payloads(2 * STAGED_LEASE_SIZE, 'task'))
+    admin = redis.Redis(port=server.port)
+    taken: list[bytes] = []
+    for count in (1, STAGED_LEASE_SIZE):  # the inline and the staged (pipelined) calls
+        admin.script_flush()
+        leased = connector.lease(queue_name, count, 30.0)
+        assert len(leased) == count
+        taken += [item.payload for item in leased]
+        admin.script_flush()
+        assert connector.ack(queue_name, [item.receipt for item in leased]) == count
+    assert taken == payloads(2 * STAGED_LEASE_SIZE, 'task')[: STAGED_LEASE_SIZE + 1]
+    assert connector.lengths(queue_name) == (STAGED_LEASE_SIZE - 1, 0, 0, 0)
+    admin.close()
+    connector.close()
+
+
+def test_a_large_lease_takes_expired_then_ready_tasks(node: RedisNodeConnector, queue_name: str) -> None:
+    node.push(queue_name, payloads(10, 'first'))
+    node.lease(queue_name, 10, 0.3)
+    node.push(queue_name, payloads(2 * STAGED_LEASE_SIZE, 'second'))
+    time.sleep(0.5)
+    leased = node.lease(queue_name, STAGED_LEASE_SIZE + 10, 30.0)
+    expected = [(payload, 2) for payload in payloads(10, 'first')]
+    expected += [(payload, 1) for payload in payloads(STAGED_LEASE_SIZE, 'second')]
+    assert [(item.payload, item.deliveries) for item in leased] == expected
+    assert len({item.receipt for item in leased}) == len(leased)
+    assert_leased(node, queue_name, len(leased))
+    assert node.ack(queue_name, [item.receipt for item in leased]) == len(leased)
+    assert lease_keys_left(queue_name) == []

@@ -1,59 +1,65 @@
--- At-least-once fetch: acknowledge the previous batch, promote due delayed tasks, re-lease expired
--- leases under new lease ids (so the old holder's receipt no longer matches), then lease ready tasks.
+-- At-least-once fetch: acknowledge the previous batch, promote due delayed tasks, re-issue expired
+-- leases under new lease ids (so the old holder's receipts no longer match), then lease ready tasks
+-- as one new lease whose id the client reserved (so it can read the batch in the same round trip).
 -- KEYS[1] ready high list, KEYS[2] ready normal list, KEYS[3] delayed zset,
--- KEYS[4] leased hash (lease id -> value), KEYS[5] lease deadlines zset (lease id -> ms), KEYS[6] sequence counter
--- ARGV[1] now (ms), ARGV[2] new deadline (ms), ARGV[3] how many to lease, ARGV[4..] lease ids to acknowledge
--- Returns a flat array: lease id, deliveries, payload, lease id, deliveries, payload, ...
-local now, deadline, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for start = 4, #ARGV, CHUNK do
-    local stop = math.min(start + CHUNK - 1, #ARGV)
-    redis.call('HDEL', KEYS[4], unpack(ARGV, start, stop))
-    redis.call('ZREM', KEYS[5], unpack(ARGV, start, stop))
-end
-if count <= 0 then
-    return {}
-end
-promote_due(KEYS[3], KEYS[1], KEYS[2], now)
-
+-- KEYS[4] lease meta hash, KEYS[5] lease deadlines zset, KEYS[6] leased counter,
+-- KEYS[7] lease id counter (node-wide; clients reserve blocks of it with INCRBY),
+-- KEYS[8] lease key prefix: each lease's list '<prefix><id>' and set '<prefix><id>.acked' are built
+--         from it (same node; see _functions.lua)
+-- ARGV[1] now (ms), ARGV[2] new deadline (ms), ARGV[3] how many to lease,
+-- ARGV[4] id for the lease of ready tasks (unused ids are fine, reused ones are not),
+-- ARGV[5] '1': return that lease's payloads too; '0': the client reads them itself with a pipelined
+--         LRANGE of '<prefix><ARGV[4]>' (large batches: the payloads never pass through Lua),
+-- ARGV[6..] receipts to acknowledge as runs: lease id, first index, last index (runs of a lease adjacent)
+-- Returns one entry per lease handed out, in delivery order: {lease id, deliveries, {payloads}};
+-- with ARGV[5] '0' the lease of ready tasks is left out.
+local now, deadline, count, fresh_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local lease = {meta = KEYS[4], deadlines = KEYS[5], ids = KEYS[7], prefix = KEYS[8]}
+local delta = -acknowledge(lease, ARGV, 6)
 local result = {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, count)
-if #expired > 0 then
-    local values = redis.call('HMGET', KEYS[4], unpack(expired))
-    redis.call('HDEL', KEYS[4], unpack(expired))
-    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, #expired - 1)
-    local next_id = redis.call('INCRBY', KEYS[6], #expired) - #expired + 1
-    for _, value in ipairs(values) do
-        if value then
-            local priority, deliveries, payload = parse_leased(value)
-            deliveries = deliveries + 1
-            redis.call('HSET', KEYS[4], next_id, priority .. deliveries .. ':' .. payload)
-            redis.call('ZADD', KEYS[5], deadline, next_id)
-            result[#result + 1] = next_id
-            result[#result + 1] = deliveries
-            result[#result + 1] = payload
-            next_id = next_id + 1
+if count > 0 then
+    promote_due(KEYS[3], KEYS[1], KEYS[2], now)
+    local wanted = count
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'WITHSCORES', 'LIMIT', 0, count)
+    for position = 1, #expired, 2 do
+        if wanted <= 0 then
+            break
+        end
+        local items, high, deliveries, whole_key = take_expired(lease, expired[position], expired[position + 1], wanted)
+        if #items > 0 then
+            local lease_id
+            if whole_key then
+                lease_id = redis.call('INCR', KEYS[7])
+                redis.call('RENAME', whole_key, KEYS[8] .. lease_id)
+                store_lease(lease, lease_id, deliveries + 1, high, #items, deadline)
+            else
+                lease_id = new_lease(lease, items, 1, #items, high, deliveries + 1, deadline)
+            end
+            result[#result + 1] = {lease_id, deliveries + 1, items}
+            wanted = wanted - #items
+        end
+    end
+    if wanted > 0 then
+        local list_key = KEYS[8] .. fresh_id
+        local moved, from_high
+        if ARGV[5] == '1' then
+            local ready
+            ready, from_high = pop_ready(KEYS[1], KEYS[2], wanted)
+            moved = #ready
+            if moved > 0 then
+                push_items(list_key, ready, 1, moved)
+                result[#result + 1] = {tonumber(fresh_id), 1, ready}
+            end
+        else
+            moved, from_high = move_ready(KEYS[1], KEYS[2], list_key, wanted)
+        end
+        if moved > 0 then
+            store_lease(lease, fresh_id, 1, from_high, moved, deadline)
+            delta = delta + moved
         end
     end
 end
-
-local ready, from_high = pop_ready(KEYS[1], KEYS[2], count - #result / 3)
-if #ready > 0 then
-    local first_id = redis.call('INCRBY', KEYS[6], #ready) - #ready + 1
-    for start = 1, #ready, CHUNK do
-        local values, deadlines = {}, {}
-        for index = start, math.min(start + CHUNK - 1, #ready) do
-            local lease_id = first_id + index - 1
-            local priority = index <= from_high and 'H' or 'N'
-            values[#values + 1] = lease_id
-            values[#values + 1] = priority .. '1:' .. ready[index]
-            deadlines[#deadlines + 1] = deadline
-            deadlines[#deadlines + 1] = lease_id
-            result[#result + 1] = lease_id
-            result[#result + 1] = 1
-            result[#result + 1] = ready[index]
-        end
-        redis.call('HSET', KEYS[4], unpack(values))
-        redis.call('ZADD', KEYS[5], unpack(deadlines))
-    end
+if delta ~= 0 then
+    redis.call('INCRBY', KEYS[6], delta)
 end
 return result
