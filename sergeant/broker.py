@@ -21,9 +21,14 @@ logger = logging.getLogger('sergeant.broker')
 Receipt = typing.Hashable
 
 
-class LeasedTask(typing.NamedTuple):
-    task: Task
-    receipt: Receipt
+class TaskBatch(typing.NamedTuple):
+    """Fetched tasks, and under at_least_once their receipts in the same order (None under at_most_once).
+
+    Two parallel lists rather than a pair per task: the hot path makes no per-task tuple.
+    """
+
+    tasks: list[Task]
+    receipts: list[Receipt] | None
 
 
 def _consumable_from(value: float | None) -> float:
@@ -92,34 +97,39 @@ class Broker:
         lease_seconds: float,
         max_deliveries: int,
         ack: typing.Sequence[Receipt] = (),
-    ) -> list[LeasedTask]:
+    ) -> TaskBatch:
         """At least once: tasks stay in the broker until acknowledged.
 
         A task delivered more than ``max_deliveries`` times (its worker died each time)
         and bytes that are not a task go to the dead letters instead of to the worker.
         """
+        tasks: list[Task] = []
+        receipts: list[Receipt] = []
         leased = self.connector.lease(queue, count, lease_seconds, ack)
         if not leased:
-            return []
-        result: list[LeasedTask] = []
+            return TaskBatch(tasks, receipts)
         doomed: list[Receipt] = []
         decode = self.encoder.decode
-        for item in leased:
-            if item.deliveries > max_deliveries:
-                reason = f'delivered {item.deliveries} times without being finished (max_deliveries={max_deliveries})'
+        append_task = tasks.append
+        append_receipt = receipts.append
+        for receipt, payload, deliveries in leased:
+            if deliveries > max_deliveries:
+                reason = f'delivered {deliveries} times without being finished (max_deliveries={max_deliveries})'
                 logger.error('queue %s: a task %s; it goes to the dead letters', queue, reason)
-                self.connector.bury(queue, [item.payload], reason)
-                doomed.append(item.receipt)
+                self.connector.bury(queue, [payload], reason)
+                doomed.append(receipt)
                 continue
             try:
-                result.append(LeasedTask(decode(item.payload), item.receipt))
+                append_task(decode(payload))
             except DecodeError as error:
                 logger.error('queue %s: a payload is not a task and goes to the dead letters: %s', queue, error)
-                self.connector.bury(queue, [item.payload], str(error))
-                doomed.append(item.receipt)
+                self.connector.bury(queue, [payload], str(error))
+                doomed.append(receipt)
+                continue
+            append_receipt(receipt)
         if doomed:
             self.connector.ack(queue, doomed)
-        return result
+        return TaskBatch(tasks, receipts)
 
     def ack(self, queue: str, receipts: typing.Sequence[Receipt]) -> int:
         return self.connector.ack(queue, receipts)

@@ -40,11 +40,11 @@ class LeaseKeeper:
         with self.mutex:
             self.held.update(receipts)
 
-    def finish(self, receipt: Receipt) -> None:
-        """The task's handling ended; acknowledge it with the next round trip."""
+    def finish(self, receipts: typing.Sequence[Receipt]) -> None:
+        """These tasks' handling ended; acknowledge them with the next round trip."""
         with self.mutex:
-            self.held.discard(receipt)
-            self.finished.append(receipt)
+            self.held.difference_update(receipts)
+            self.finished.extend(receipts)
 
     def drop(self, receipts: typing.Iterable[Receipt]) -> None:
         """Stop renewing receipts that were released or acknowledged."""

@@ -18,7 +18,7 @@ import types
 import typing
 
 from sergeant import config as config_module
-from sergeant.broker import Broker
+from sergeant.broker import Broker, TaskBatch
 from sergeant.connector import Connector, connect
 from sergeant.connector.base import DeadLetter, Lock
 from sergeant.encoder import Encoder
@@ -53,19 +53,15 @@ BROKER_RETRY_MIN: typing.Final = 0.1
 BROKER_RETRY_MAX: typing.Final = 5.0
 
 
-class Fetched(typing.NamedTuple):
-    task: Task
-    receipt: typing.Hashable | None
-    """None under at_most_once: nothing to acknowledge."""
-
-
 class TimeoutGuard(typing.Protocol):
     def arm(self) -> None: ...
     def disarm(self) -> None: ...
 
 
 class Executor(typing.Protocol):
-    def execute(self, batch: list[Fetched]) -> list[Fetched]: ...
+    def execute(self, batch: TaskBatch) -> list[int]:
+        """Run the batch; return the positions of the tasks it did not start."""
+
     def drain(self) -> None: ...
     def close(self) -> None: ...
 
@@ -352,9 +348,9 @@ class Worker:
         if self.calls_post_work:
             self._call_hook('post_work', task, exception is None, exception)
 
-    def task_finished(self, fetched: Fetched) -> None:
-        if fetched.receipt is not None and self.lease_keeper is not None:
-            self.lease_keeper.finish(fetched.receipt)
+    def tasks_finished(self, receipts: typing.Sequence[typing.Hashable]) -> None:
+        if self.lease_keeper is not None:
+            self.lease_keeper.finish(receipts)
 
     def should_stop(self) -> bool:
         return self.stop_requested or self.end_reason is not None
@@ -368,27 +364,29 @@ class Worker:
             self.executor.drain()
         self.logger.info('received signal %d: stopping after the current task', signum)
 
-    def _fetch(self, count: int) -> list[Fetched]:
+    def _fetch(self, count: int) -> TaskBatch:
         queue = self.config.name
         if self.lease_keeper is None:
-            return [Fetched(task, None) for task in self.broker.pop_tasks(queue, count)]
+            return TaskBatch(self.broker.pop_tasks(queue, count), None)
         acks = self.lease_keeper.pending_acks()
-        leased = self.broker.lease_tasks(queue, count, self.config.lease_seconds, self.config.max_deliveries, ack=acks)
+        batch = self.broker.lease_tasks(queue, count, self.config.lease_seconds, self.config.max_deliveries, ack=acks)
         self.lease_keeper.acknowledged(acks)
-        self.lease_keeper.hold(item.receipt for item in leased)
-        return [Fetched(item.task, item.receipt) for item in leased]
+        if batch.receipts:
+            self.lease_keeper.hold(batch.receipts)
+        return batch
 
-    def _give_back(self, unstarted: list[Fetched]) -> None:
+    def _give_back(self, batch: TaskBatch, positions: typing.Sequence[int]) -> None:
         """Tasks fetched but not started go back to the front of the queue."""
-        if not unstarted:
+        if not positions:
             return
-        if self.lease_keeper is not None:
-            receipts = [fetched.receipt for fetched in unstarted]
+        if batch.receipts is not None:
+            receipts = [batch.receipts[position] for position in positions]
             self.broker.release(self.config.name, receipts)
-            self.lease_keeper.drop(receipts)
+            if self.lease_keeper is not None:
+                self.lease_keeper.drop(receipts)
         else:
-            self.broker.push_tasks(self.config.name, [fetched.task for fetched in unstarted], 'HIGH')
-        self.logger.info('gave %d unstarted task(s) back to queue %s', len(unstarted), self.config.name)
+            self.broker.push_tasks(self.config.name, [batch.tasks[position] for position in positions], 'HIGH')
+        self.logger.info('gave %d unstarted task(s) back to queue %s', len(positions), self.config.name)
 
     def _flush_acks(self) -> None:
         if self.lease_keeper is None:
@@ -429,7 +427,7 @@ class Worker:
             if self.broker_outage_started is not None:
                 self.logger.warning('broker reachable again after %.1fs', time.monotonic() - self.broker_outage_started)
                 self.broker_outage_started = None
-            if not batch:
+            if not batch.tasks:
                 if starvation is not None and time.monotonic() - last_task_time >= starvation.time_with_no_tasks:
                     self._count('starvation')
                     if self.config.logging.events.on_starvation:
@@ -444,9 +442,9 @@ class Worker:
             try:
                 unstarted = self.executor.execute(batch)
             except BaseException:
-                self._give_back([fetched for fetched in batch if self._is_held(fetched)])
+                self._give_back(batch, self._held_positions(batch))
                 raise
-            self._give_back(unstarted)
+            self._give_back(batch, unstarted)
 
     def _broker_unreachable(self, error: ConnectorError) -> float:
         """Keep the worker alive while the broker is down: report the outage once, retry with back-off.
@@ -460,10 +458,12 @@ class Worker:
         elapsed = now - self.broker_outage_started
         return float(min(BROKER_RETRY_MIN * 2.0 ** int(elapsed), BROKER_RETRY_MAX))
 
-    def _is_held(self, fetched: Fetched) -> bool:
-        if self.lease_keeper is None or fetched.receipt is None:
-            return False
-        return fetched.receipt in self.lease_keeper.unstarted()
+    def _held_positions(self, batch: TaskBatch) -> list[int]:
+        """Positions of a batch's tasks that are still held: fetched but not finished."""
+        if self.lease_keeper is None or batch.receipts is None:
+            return []
+        held = set(self.lease_keeper.unstarted())
+        return [position for position, receipt in enumerate(batch.receipts) if receipt in held]
 
     def work_loop(self) -> dict[str, typing.Any]:
         """Run until max_tasks_per_run tasks are done, stop()/respawn() is called or SIGTERM arrives."""
@@ -524,7 +524,8 @@ class Worker:
             try:
                 self._flush_acks()
                 if self.lease_keeper is not None:
-                    self._give_back([Fetched(Task(), receipt) for receipt in self.lease_keeper.unstarted()])
+                    leftover = self.lease_keeper.unstarted()
+                    self._give_back(TaskBatch([], leftover), range(len(leftover)))
             except Exception:
                 self.logger.exception('could not acknowledge or give back tasks; their leases will expire')
             if self.lease_keeper is not None:

@@ -7,7 +7,8 @@ import typing
 from sergeant.killer.alarm import AlarmKiller
 
 if typing.TYPE_CHECKING:
-    from sergeant.worker import Fetched, Worker
+    from sergeant.broker import TaskBatch
+    from sergeant.worker import Worker
 
 
 class SerialExecutor:
@@ -16,15 +17,27 @@ class SerialExecutor:
         timeouts = worker.config.timeouts
         self.killer = AlarmKiller(timeouts.timeout, timeouts.grace_period)
 
-    def execute(self, batch: list[Fetched]) -> list[Fetched]:
-        """Run tasks until the batch ends or the worker must stop; return the ones not started."""
+    def execute(self, batch: TaskBatch) -> list[int]:
+        """Run tasks until the batch ends or the worker must stop; return the positions not started.
+
+        Finished tasks are handed to the lease keeper once per batch (also when a task
+        escapes with a BaseException), not once per task.
+        """
         worker = self.worker
-        for position, fetched in enumerate(batch):
-            if worker.should_stop():
-                return batch[position:]
-            worker.handle_task(fetched.task, self.killer)
-            worker.task_finished(fetched)
-        return []
+        handle_task = worker.handle_task
+        killer = self.killer
+        tasks = batch.tasks
+        done = 0
+        try:
+            for task in tasks:
+                if worker.should_stop():
+                    break
+                handle_task(task, killer)
+                done += 1
+        finally:
+            if batch.receipts is not None and done:
+                worker.tasks_finished(batch.receipts[:done])
+        return list(range(done, len(tasks)))
 
     def drain(self) -> None:
         self.killer.drain()

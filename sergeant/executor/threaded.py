@@ -16,7 +16,9 @@ import typing
 from sergeant.interrupts import WorkerTimedOut
 
 if typing.TYPE_CHECKING:
-    from sergeant.worker import Fetched, Worker
+    from sergeant.broker import TaskBatch
+    from sergeant.objects import Task
+    from sergeant.worker import Worker
 
 
 def raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> bool:
@@ -53,21 +55,21 @@ class ThreadedExecutor:
             if self.interrupted.pop(thread_id, None) is not None:
                 raise_in_thread(thread_id, None)  # clear an interrupt that has not fired yet
 
-    def _run(self, fetched: Fetched) -> bool:
+    def _run(self, task: Task, receipt: typing.Hashable | None) -> bool:
         """Returns False when the task was not started because the worker is stopping."""
         if self.worker.should_stop():
             return False
-        self.worker.handle_task(fetched.task, self if self.timeout > 0 else None)
-        self.worker.task_finished(fetched)
+        self.worker.handle_task(task, self if self.timeout > 0 else None)
+        if receipt is not None:
+            self.worker.tasks_finished([receipt])
         return True
 
-    def execute(self, batch: list[Fetched]) -> list[Fetched]:
-        futures = [self.pool.submit(self._run, fetched) for fetched in batch]
-        unstarted: list[Fetched] = []
-        for fetched, future in zip(batch, futures, strict=True):
-            if not future.result():
-                unstarted.append(fetched)
-        return unstarted
+    def execute(self, batch: TaskBatch) -> list[int]:
+        receipts = batch.receipts if batch.receipts is not None else [None] * len(batch.tasks)
+        futures = [
+            self.pool.submit(self._run, task, receipt) for task, receipt in zip(batch.tasks, receipts, strict=True)
+        ]
+        return [position for position, future in enumerate(futures) if not future.result()]
 
     def _watch(self) -> None:
         while not self.watching.wait(min(0.1, self.timeout / 4)):
