@@ -300,3 +300,18 @@ def test_one_connector_shared_by_threads(connector: Connector, queue_name: str) 
     assert connector.lengths(queue_name).ready == 600
     taken = drain_pop(connector, queue_name, 50)
     assert sorted(taken) == sorted(f'{thread}-{index}'.encode() for thread in range(6) for index in range(100))
+
+
+def test_single_task_pops_see_due_delayed_tasks_and_expired_leases_promptly(
+    connector: Connector, queue_name: str
+) -> None:
+    connector.push(queue_name, [b'orphan'])
+    connector.lease(queue_name, 1, 0.3)
+    connector.push(queue_name, [b'delayed'], consumable_from=time.time() + 0.3)
+    started = time.monotonic()
+    taken: list[bytes] = []
+    while len(taken) < 2 and time.monotonic() - started < 5:
+        taken += connector.pop(queue_name, 1)
+        time.sleep(0.01)
+    assert sorted(taken) == [b'delayed', b'orphan']
+    assert time.monotonic() - started < 0.8, 'visible within a fraction of a second of being due'

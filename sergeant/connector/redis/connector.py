@@ -57,6 +57,8 @@ LEASE_ID_BLOCK: typing.Final = 1024
 STAGED_LEASE_SIZE: typing.Final = 32
 """From this many tasks up, a lease's payloads are read by a pipelined LRANGE instead of coming
 back through Lua: carrying them through a Lua table costs more than the LRANGE and a second reply."""
+MAINTENANCE_SECONDS: typing.Final = 0.1
+"""How stale a single-task pop may let delayed promotion and lease expiry get (see pop)."""
 
 
 # -- key names: the only place that knows how keys are spelt ------------------------------
@@ -251,6 +253,9 @@ class RedisNodeConnector(Connector):
         )
         self.connection: typing.Any = None
         """The one connection, taken from the pool on first use and never given back; None until then."""
+        self.maintenance_due: dict[str, float] = {}
+        """Per queue: when pop must next run its script rather than a plain LMPOP (monotonic seconds)."""
+        self.lmpop_supported = True
         self.mutex = threading.Lock()
         """One command and its reply at a time: task threads may push while the main thread fetches."""
         self.lease_id_next = self.lease_id_end = 0
@@ -342,15 +347,31 @@ class RedisNodeConnector(Connector):
         return len(payloads)
 
     def pop(self, queue: str, count: int) -> list[bytes]:
+        """At most once. A single-task pop between two maintenance passes is one LMPOP, no script.
+
+        The script (promote due delayed tasks, drain expired leases, then pop) runs at least every
+        MAINTENANCE_SECONDS per queue, so a due delayed task or an expired lease waits at most that
+        long; a worker fetching one task at a time pays a plain command's server time otherwise.
+        """
         if count <= 0:
             return []
+        keys = queue_keys(queue)
+        now = time.monotonic()
+        if count == 1 and self.lmpop_supported and now < self.maintenance_due.get(queue, 0.0):
+            try:
+                reply = self.execute(['LMPOP', 2, keys.ready_high, keys.ready_normal, 'LEFT'])
+            except redis.ResponseError:
+                self.lmpop_supported = False  # Redis before 7.0: always use the script
+            except redis.RedisError as error:
+                raise self.failure(error) from error
+            else:
+                return [] if reply is None else list(reply[1])
         lua = script('pop')
         try:
-            taken: list[bytes] = self.execute(
-                ['EVALSHA', lua.sha, 8, *queue_keys(queue).fetch, int(time.time() * 1000), count], lua
-            )
+            taken: list[bytes] = self.execute(['EVALSHA', lua.sha, 8, *keys.fetch, int(time.time() * 1000), count], lua)
         except redis.RedisError as error:
             raise self.failure(error) from error
+        self.maintenance_due[queue] = now + MAINTENANCE_SECONDS
         return taken
 
     def lease(
