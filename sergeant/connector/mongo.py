@@ -58,6 +58,9 @@ ALREADY_INITIALIZED: typing.Final = 23
 COMMAND_NOT_FOUND: typing.Final = 59
 NO_REPLICATION_ENABLED: typing.Final = 76
 POP_CLAIM_SECONDS: typing.Final = 60.0
+DELETE_CHUNK: typing.Final = 10_000
+"""Documents deleted or moved per command: FerretDB's SQLite backend turns a delete into one SQL
+statement with a variable per document and fails past SQLite's 32,766."""
 """How long a popped task stays claimed if the popping process dies before deleting the claim."""
 CLAIM_ATTEMPTS: typing.Final = 4
 """Candidate batches read per fetch when other consumers win the first ones."""
@@ -110,6 +113,16 @@ class QueueCollections(typing.NamedTuple):
     ready: Collection[Document]
     leased: Collection[Document]
     dead: Collection[Document]
+
+
+def delete_all(collection: Collection[Document]) -> int:
+    """Delete every document in chunks of DELETE_CHUNK ids, which every server can take in one command."""
+    deleted = 0
+    while True:
+        ids = [document['_id'] for document in collection.find({}, projection=['_id'], limit=DELETE_CHUNK)]
+        if not ids:
+            return deleted
+        deleted += collection.delete_many({'_id': {'$in': ids}}).deleted_count
 
 
 class MongoNodeConnector(Connector):
@@ -452,7 +465,7 @@ class MongoNodeConnector(Connector):
     def purge(self, queue: str) -> int:
         with self.errors('purge'):
             collections = self.collections(queue)
-            return collections.ready.delete_many({}).deleted_count + collections.leased.delete_many({}).deleted_count
+            return delete_all(collections.ready) + delete_all(collections.leased)
 
     # -- dead letters ------------------------------------------------------------------
     def bury(self, queue: str, payloads: typing.Sequence[bytes], reason: str) -> int:
@@ -479,9 +492,21 @@ class MongoNodeConnector(Connector):
         then delete the letters that were still there."""
         if limit is not None and limit <= 0:
             return 0
+        moved = 0
+        while limit is None or moved < limit:
+            wanted = DELETE_CHUNK if limit is None else min(DELETE_CHUNK, limit - moved)
+            chunk = self._redrive_chunk(queue, wanted)
+            if not chunk:
+                break
+            moved += chunk
+        return moved
+
+    def _redrive_chunk(self, queue: str, limit: int) -> int:
         with self.errors('redrive'):
             collections = self.collections(queue)
-            letters = list(collections.dead.find({}, sort=[('_id', pymongo.ASCENDING)], limit=limit or 0))
+            letters = list(collections.dead.find({}, sort=[('_id', pymongo.ASCENDING)], limit=limit))
+            if not letters:
+                return 0
             won = self.insert_unique(
                 collections.ready,
                 [
@@ -507,7 +532,7 @@ class MongoNodeConnector(Connector):
 
     def purge_dead(self, queue: str) -> int:
         with self.errors('purge_dead'):
-            return self.collections(queue).dead.delete_many({}).deleted_count
+            return delete_all(self.collections(queue).dead)
 
     # -- keys -------------------------------------------------------------------------
     def keys(self) -> Collection[Document]:

@@ -291,3 +291,18 @@ def test_task_ids_grow_in_order_and_differ_per_process() -> None:
     os.waitpid(child, 0)
     assert parent_ids[0] < parent_ids[1]
     assert child_id[16:] != parent_ids[0][16:]
+
+
+def test_purges_larger_than_one_sql_statement_can_hold(queue_name: str) -> None:
+    """FerretDB turns a delete into one SQL statement with a variable per document (at most 32,766)."""
+    node = {'host': '127.0.0.1', 'port': MONGO_PORTS[0], 'replica_set': f'rs{MONGO_PORTS[0]}'}
+    connector = connect(config.Connector('mongo', {'nodes': [node]}))
+    try:
+        many = [str(index).encode() for index in range(33_000)]
+        connector.push(queue_name, many)
+        assert connector.purge(queue_name) == 33_000
+        connector.bury(queue_name, many, 'test')
+        assert connector.purge_dead(queue_name) == 33_000
+        assert connector.lengths(queue_name) == (0, 0, 0, 0)
+    finally:
+        connector.close()
