@@ -316,9 +316,9 @@ class Worker:
     def handle_task(self, task: Task, guard: TimeoutGuard | None) -> None:
         """Run one task through pre_work, work, its handler and post_work; never raises.
 
-        The success path skips hooks that were not overridden: it runs once per task.
+        The success path skips hooks that were not overridden: it runs once per task. The
+        executor counts the tasks it started (per batch, not per task).
         """
-        self._count('tasks')
         if self.calls_pre_work:
             self._call_hook('pre_work', task)
         exception: BaseException | None = None
@@ -343,6 +343,8 @@ class Worker:
             self.work_seconds += time.perf_counter() - started
             if self.dispatches_success:
                 self._dispatch('on_success', task, returned_value)
+            elif self.counters_mutex is None:
+                self.counters['success'] += 1
             else:
                 self._count('success')
         if self.calls_post_work:

@@ -35,6 +35,7 @@ class SerialExecutor:
                 handle_task(task, killer)
                 done += 1
         finally:
+            worker.counters['tasks'] += done
             if batch.receipts is not None and done:
                 worker.tasks_finished(batch.receipts[:done])
         return list(range(done, len(tasks)))

@@ -59,6 +59,7 @@ class ThreadedExecutor:
         """Returns False when the task was not started because the worker is stopping."""
         if self.worker.should_stop():
             return False
+        self.worker._count('tasks')
         self.worker.handle_task(task, self if self.timeout > 0 else None)
         if receipt is not None:
             self.worker.tasks_finished([receipt])
