@@ -71,23 +71,20 @@ class Broker:
         )
 
     # -- consuming ----------------------------------------------------------------------
-    def _decode_or_bury(self, queue: str, payloads: typing.Iterable[bytes]) -> tuple[list[Task], list[int]]:
-        """Decode payloads; bury the ones that are not tasks. Returns tasks and the buried positions."""
-        tasks: list[Task] = []
-        buried: list[int] = []
-        decode = self.encoder.decode
-        for position, payload in enumerate(payloads):
-            try:
-                tasks.append(decode(payload))
-            except DecodeError as error:
-                logger.error('queue %s: a payload is not a task and goes to the dead letters: %s', queue, error)
-                self.connector.bury(queue, [payload], str(error))
-                buried.append(position)
-        return tasks, buried
+    def _bury_undecodable(self, queue: str, payload: bytes, error: DecodeError) -> None:
+        """Bytes that are not a task go to the dead letters with the decoder's reason, never back to a worker."""
+        logger.error('queue %s: a payload is not a task and goes to the dead letters: %s', queue, error)
+        self.connector.bury(queue, [payload], str(error))
 
     def pop_tasks(self, queue: str, count: int) -> list[Task]:
         """At most once: the tasks are gone from the broker when this returns."""
-        tasks, _ = self._decode_or_bury(queue, self.connector.pop(queue, count))
+        tasks: list[Task] = []
+        decode = self.encoder.decode
+        for payload in self.connector.pop(queue, count):
+            try:
+                tasks.append(decode(payload))
+            except DecodeError as error:
+                self._bury_undecodable(queue, payload, error)
         return tasks
 
     def lease_tasks(
@@ -122,8 +119,7 @@ class Broker:
             try:
                 append_task(decode(payload))
             except DecodeError as error:
-                logger.error('queue %s: a payload is not a task and goes to the dead letters: %s', queue, error)
-                self.connector.bury(queue, [payload], str(error))
+                self._bury_undecodable(queue, payload, error)
                 doomed.append(receipt)
                 continue
             append_receipt(receipt)
