@@ -89,14 +89,14 @@ def consume(spec: dict[str, typing.Any]) -> None:
 
 
 def main() -> None:
-    spec = common.read_spec()
-    operation = spec['op']
-    if operation in ('push_one', 'fill'):
-        push(spec)
-    elif operation == 'consume_one':
-        consume(spec)
-    else:
-        raise SystemExit(f'celery has no {operation!r}')
+    common.run_operation(
+        'celery',
+        {
+            'push_one': lambda spec: push(spec),
+            'fill': lambda spec: push(spec),
+            'consume_one': lambda spec: consume(spec),
+        },
+    )
 
 
 if __name__ == '__main__':

@@ -93,3 +93,13 @@ def wait_until(condition: typing.Callable[[], bool], timeout: float, poll: float
             return False
         time.sleep(poll)
     return True
+
+
+def run_operation(library: str, operations: dict[str, typing.Callable[[dict[str, typing.Any]], None]]) -> None:
+    """Run the operation the orchestrator asked for ('push_one', 'consume_batch', ...) with its spec."""
+    spec = read_spec()
+    operation = operations.get(spec['op'])
+    if operation is None:
+        raise SystemExit(f'{library} has no {spec["op"]!r}')
+    operation(spec)
+    sys.stdout.flush()

@@ -8,7 +8,6 @@ trip (the dramatiq_queue_prefetch environment variable, read at import): 1 for o
 from __future__ import annotations
 
 import os
-import sys
 import time
 import typing
 
@@ -66,17 +65,15 @@ def consume(spec: dict[str, typing.Any], prefetch: int) -> None:
 
 
 def main() -> None:
-    spec = common.read_spec()
-    operation = spec['op']
-    if operation in ('push_one', 'fill'):
-        push(spec)
-    elif operation == 'consume_one':
-        consume(spec, 1)
-    elif operation == 'consume_batch':
-        consume(spec, common.BULK_SIZE)
-    else:
-        raise SystemExit(f'dramatiq has no {operation!r}')
-    sys.stdout.flush()
+    common.run_operation(
+        'dramatiq',
+        {
+            'push_one': lambda spec: push(spec),
+            'fill': lambda spec: push(spec),
+            'consume_one': lambda spec: consume(spec, 1),
+            'consume_batch': lambda spec: consume(spec, common.BULK_SIZE),
+        },
+    )
 
 
 if __name__ == '__main__':

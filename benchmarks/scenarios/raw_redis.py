@@ -61,18 +61,16 @@ def consume(spec: dict[str, typing.Any], batch_size: int) -> None:
 
 
 def main() -> None:
-    spec = common.read_spec()
-    operation = spec['op']
-    if operation == 'push_one':
-        push(spec, one_by_one=True)
-    elif operation in ('push_bulk', 'fill'):
-        push(spec, one_by_one=False)
-    elif operation == 'consume_one':
-        consume(spec, 1)
-    elif operation == 'consume_batch':
-        consume(spec, common.BULK_SIZE)
-    else:
-        raise SystemExit(f'unknown op {operation!r}')
+    common.run_operation(
+        'redis-py',
+        {
+            'push_one': lambda spec: push(spec, one_by_one=True),
+            'push_bulk': lambda spec: push(spec, one_by_one=False),
+            'fill': lambda spec: push(spec, one_by_one=False),
+            'consume_one': lambda spec: consume(spec, 1),
+            'consume_batch': lambda spec: consume(spec, common.BULK_SIZE),
+        },
+    )
 
 
 if __name__ == '__main__':

@@ -62,16 +62,15 @@ def consume(spec: dict[str, typing.Any]) -> None:
 
 
 def main() -> None:
-    spec = common.read_spec()
-    operation = spec['op']
-    if operation == 'push_one':
-        push(spec, one_by_one=True)
-    elif operation in ('push_bulk', 'fill'):
-        push(spec, one_by_one=False)
-    elif operation == 'consume_one':
-        consume(spec)
-    else:
-        raise SystemExit(f'rq has no {operation!r}')
+    common.run_operation(
+        'rq',
+        {
+            'push_one': lambda spec: push(spec, one_by_one=True),
+            'push_bulk': lambda spec: push(spec, one_by_one=False),
+            'fill': lambda spec: push(spec, one_by_one=False),
+            'consume_one': lambda spec: consume(spec),
+        },
+    )
 
 
 if __name__ == '__main__':
