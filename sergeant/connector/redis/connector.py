@@ -255,6 +255,8 @@ class RedisNodeConnector(Connector):
         """The one connection, taken from the pool on first use and never given back; None until then."""
         self.maintenance_due: dict[str, float] = {}
         """Per queue: when pop must next run its script rather than a plain LMPOP (monotonic seconds)."""
+        self.promotion_due: dict[str, float] = {}
+        """Per queue: when a lease must next promote due delayed tasks (monotonic seconds)."""
         self.lmpop_supported = True
         self.mutex = threading.Lock()
         """One command and its reply at a time: task threads may push while the main thread fetches."""
@@ -391,6 +393,8 @@ class RedisNodeConnector(Connector):
         keys = queue_keys(queue)
         lua = script('lease')
         now = time.time()
+        monotonic_now = time.monotonic()
+        promote = count > 0 and monotonic_now >= self.promotion_due.get(queue, 0.0)
         staged = count >= STAGED_LEASE_SIZE
         command = [
             'EVALSHA',
@@ -402,6 +406,7 @@ class RedisNodeConnector(Connector):
             count,
             lease_id,
             '0' if staged else '1',
+            '1' if promote else '0',
         ]
         if ack:
             command += receipt_runs(ack)
@@ -413,6 +418,8 @@ class RedisNodeConnector(Connector):
                 reply = self.execute(command, lua)
         except redis.RedisError as error:
             raise self.failure(error) from error
+        if promote:
+            self.promotion_due[queue] = monotonic_now + MAINTENANCE_SECONDS
         if fresh:
             first = lease_id << INDEX_BITS
             fresh_items = map(

@@ -10,15 +10,19 @@
 -- ARGV[4] id for the lease of ready tasks (unused ids are fine, reused ones are not),
 -- ARGV[5] '1': return that lease's payloads too; '0': the client reads them itself with a pipelined
 --         LRANGE of '<prefix><ARGV[4]>' (large batches: the payloads never pass through Lua),
--- ARGV[6..] receipts to acknowledge as runs: lease id, first index, last index (runs of a lease adjacent)
+-- ARGV[6] '1': promote due delayed tasks first; '0': skip that, the client asks for it at least every
+--         0.1 s per queue, so a call does not pay for it each time (expired leases are always checked)
+-- ARGV[7..] receipts to acknowledge as runs: lease id, first index, last index (runs of a lease adjacent)
 -- Returns one entry per lease handed out, in delivery order: {lease id, deliveries, {payloads}};
 -- with ARGV[5] '0' the lease of ready tasks is left out.
 local now, deadline, count, fresh_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local lease = {meta = KEYS[4], deadlines = KEYS[5], ids = KEYS[7], prefix = KEYS[8]}
-local delta = -acknowledge(lease, ARGV, 6)
+local delta = -acknowledge(lease, ARGV, 7)
 local result = {}
 if count > 0 then
-    promote_due(KEYS[3], KEYS[1], KEYS[2], now)
+    if ARGV[6] == '1' then
+        promote_due(KEYS[3], KEYS[1], KEYS[2], now)
+    end
     local wanted = count
     local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'WITHSCORES', 'LIMIT', 0, count)
     for position = 1, #expired, 2 do
