@@ -46,6 +46,12 @@ for peer_file in "${bench_dir}"/peers/*.txt; do
     echo "${wanted}" > "${stamp}"
 done
 
+stop_servers() {
+    bash "${repo_dir}/scripts/redis-servers.sh" stop "${redis_ports[@]}" >/dev/null 2>&1 || true
+    bash "${repo_dir}/scripts/mongo-servers.sh" stop "${mongo_port}" >/dev/null 2>&1 || true
+}
+trap stop_servers EXIT
+
 # The benchmark's own Redis nodes, apart from the test nodes (6379/6380), pinned with every thread.
 taskset -c "${server_core}" bash "${repo_dir}/scripts/redis-servers.sh" start "${redis_ports[@]}"
 for port in "${redis_ports[@]}"; do
@@ -70,4 +76,4 @@ else
 fi
 
 mkdir -p "${bench_dir}/.work"
-exec "${project_python}" "${bench_dir}/bench.py" "${extra_arguments[@]}" "$@"
+"${project_python}" "${bench_dir}/bench.py" "${extra_arguments[@]}" "$@"
