@@ -74,7 +74,7 @@ def check_priority(priority: str) -> str:
 class Connector(abc.ABC):
     """One broker backend. Safe to share between threads: task threads push while the loop fetches."""
 
-    #: Human readable name of each node, in the order :meth:`node_lengths` reports them.
+    #: Human readable name of each node, in the order :meth:`node_status` reports them.
     node_names: list[str]
 
     # -- queues -------------------------------------------------------------------------
@@ -121,10 +121,6 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def lengths(self, queue: str) -> QueueLengths:
         """Sizes summed over every node."""
-
-    def node_lengths(self, queue: str) -> list[tuple[str, QueueLengths]]:
-        """Sizes per node; single-node backends report one row."""
-        return [(self.node_names[0], self.lengths(queue))]
 
     def node_status(self, queue: str) -> list[NodeStatus]:
         """Sizes per node, with a node that cannot be reached reported instead of raised."""

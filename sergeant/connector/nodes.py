@@ -222,9 +222,6 @@ class MultiNodeConnector(Connector):
             total = total + lengths
         return total
 
-    def node_lengths(self, queue: str) -> list[tuple[str, QueueLengths]]:
-        return list(zip(self.node_names, self._every_node(lambda connector: connector.lengths(queue)), strict=True))
-
     def node_status(self, queue: str) -> list[NodeStatus]:
         statuses = []
         for index, node in enumerate(self.nodes):

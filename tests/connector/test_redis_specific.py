@@ -135,7 +135,8 @@ def test_pushes_are_balanced_over_two_nodes(tmp_path: pathlib.Path, queue_name: 
     try:
         for batch in batches(10, 1000, 'balance'):
             connector.push(queue_name, batch)
-        per_node = [lengths.ready for _, lengths in connector.node_lengths(queue_name)]
+        per_node = [status.lengths.ready for status in connector.node_status(queue_name) if status.lengths is not None]
+        assert len(per_node) == 2
         assert sum(per_node) == 10_000
         assert all(4_000 <= ready <= 6_000 for ready in per_node), per_node
     finally:
